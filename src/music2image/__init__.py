@@ -1,0 +1,23 @@
+"""music2image: turn visual prompts (from music) into SDXL images, batched, resumable and reproducible."""
+
+__version__ = "0.1.0"
+
+from .errors import ExitStatus, Music2ImageError, PromptFileError, SettingsError  # noqa: E402
+from .generator import BatchImageGenerator  # noqa: E402
+from .prompts import load_prompts, select_prompts  # noqa: E402
+from .results import ImageResult, RunResult  # noqa: E402
+from .settings import GenerationSettings  # noqa: E402
+
+__all__ = [
+    "BatchImageGenerator",
+    "ExitStatus",
+    "GenerationSettings",
+    "ImageResult",
+    "Music2ImageError",
+    "PromptFileError",
+    "RunResult",
+    "SettingsError",
+    "load_prompts",
+    "select_prompts",
+    "__version__",
+]

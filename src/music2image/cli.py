@@ -1,0 +1,216 @@
+"""The command line: parses arguments, calls the library, turns domain errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .errors import ExitStatus, Music2ImageError
+from .prompts import DEFAULT_PROMPTS_FILE
+from .settings import (
+    DEFAULT_MODEL,
+    DEFAULT_REFINER_MODEL,
+    DTYPES,
+    IMAGE_FORMATS,
+    OFFLOAD_MODES,
+    SCHEDULERS,
+    TIMESTEP_SPACINGS,
+    GenerationSettings,
+)
+
+EXIT_CODES_HELP = """exit codes:
+  0    every image succeeded
+  1    the run finished but some images failed (see the log), or results could not be written (disk full)
+  2    bad input or usage: nothing was written
+  130  interrupted (Ctrl-C / SIGTERM): run the same command again to resume
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit 2), not a usage dump."""
+
+    def error(self, message):
+        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _sample_range(text: str) -> tuple[int, int]:
+    start, sep, stop = text.partition(":")
+    try:
+        first = int(start) if start else 0
+        last = int(stop) if stop else 10**9
+    except ValueError:
+        first = last = -1
+    if not sep or first < 0 or last <= first:
+        raise argparse.ArgumentTypeError(f"{text!r} must be A:B with 0 <= A < B (sample_idx A up to, not including, B)")
+    return (first, last)
+
+
+def _batch_size(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _add_generation_flags(p: argparse.ArgumentParser) -> None:
+    d = GenerationSettings()
+    p.add_argument("--prompts-file", default=DEFAULT_PROMPTS_FILE, help="visual-prompts JSON (default: %(default)s)")
+    p.add_argument("--output-dir", default="images", help="where images, log and summary go (default: %(default)s)")
+    p.add_argument("--width", type=_int, default=d.width, help="image width, multiple of 8, >= 64 (default: %(default)s)")
+    p.add_argument("--height", type=_int, default=d.height, help="image height, multiple of 8, >= 64 (default: %(default)s)")
+    p.add_argument("--steps", type=_int, default=d.steps, help="denoising steps (default: %(default)s)")
+    p.add_argument("--refiner", action="store_true", help="finish with the SDXL refiner (ensemble of experts)")
+    p.add_argument("--device", default=d.device, help="auto (cuda, then mps, then cpu), cpu, mps, cuda, cuda:N (default: %(default)s)")
+    p.add_argument("--limit", type=_positive_int, help="at most N prompts (after sample selection)")
+    p.add_argument("--samples", type=_positive_int, help="only the first N samples of the file")
+    p.add_argument("--sample-range", type=_sample_range, metavar="A:B", help="only samples with A <= sample_idx < B")
+    p.add_argument("--no-save", action="store_true", help="generate and write log + summary, but no image files")
+    p.add_argument("--model", default=d.model, help=f"base model: hub id, local diffusers folder, or 'tiny' (default: {DEFAULT_MODEL})")
+    p.add_argument("--refiner-model", default=d.refiner_model, help=f"refiner model (default: {DEFAULT_REFINER_MODEL})")
+    p.add_argument("--refiner-switch", type=_float, default=d.refiner_switch,
+                   help="fraction of the steps run by the base before the refiner takes over (default: %(default)s)")
+    p.add_argument("--seed", type=_int, default=d.seed,
+                   help="base seed; each image's seed comes from (seed, sample_idx, prompt_id) (default: %(default)s)")
+    p.add_argument("--guidance-scale", type=_float, default=d.guidance_scale, help="classifier-free guidance (default: %(default)s)")
+    p.add_argument("--negative-prompt", default=None, help="negative prompt for every image (default: none)")
+    p.add_argument("--scheduler", default=d.scheduler, choices=SCHEDULERS, help="sampler (default: %(default)s)")
+    p.add_argument("--timestep-spacing", default=None, choices=TIMESTEP_SPACINGS,
+                   help="override the scheduler's timestep spacing (few-step models want trailing)")
+    p.add_argument("--dtype", default=d.dtype, choices=DTYPES, help="auto: float16 on cuda, float32 elsewhere (default: %(default)s)")
+    p.add_argument("--batch-size", type=_batch_size, default=d.batch_size,
+                   help="prompts per pipeline call; auto: from free GPU memory, 1 on CPU (default: %(default)s)")
+    p.add_argument("--offload", default=d.offload, choices=OFFLOAD_MODES, help="move weights to the GPU only when used (default: %(default)s)")
+    p.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory at large sizes)")
+    p.add_argument("--format", dest="image_format", default=d.image_format, choices=IMAGE_FORMATS, help="image file format (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="regenerate everything, even images already made with another recipe")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; only warnings and errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="music2image", description="Turn visual prompts (from music) into SDXL images.",
+                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"music2image {__version__}")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of errors (for developers)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    generate = commands.add_parser("generate", help="generate images from a visual-prompts file",
+                                   description="Generate one image per prompt of a visual-prompts file.",
+                                   epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_generation_flags(generate)
+    generate.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                          help="show the full traceback of errors (for developers)")
+    generate.set_defaults(func=_cmd_generate)
+
+    tiny = commands.add_parser("make-tiny-model", help="write the tiny random SDXL (base + refiner) used for offline tests")
+    tiny.add_argument("directory", help="folder to write base/ and refiner/ into")
+    tiny.set_defaults(func=_cmd_make_tiny_model)
+    return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    logger = logging.getLogger("music2image")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not any(getattr(h, "_music2image_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._music2image_cli = True
+        logger.addHandler(handler)
+    for handler in logger.handlers:
+        if getattr(handler, "_music2image_cli", False):
+            handler.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _cmd_generate(args) -> int:
+    from .generator import BatchImageGenerator
+
+    generator = BatchImageGenerator(
+        prompts_file=args.prompts_file,
+        output_dir=args.output_dir,
+        limit=args.limit,
+        samples=args.samples,
+        sample_range=args.sample_range,
+        save_images=not args.no_save,
+        overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+        model=args.model,
+        refiner=args.refiner,
+        refiner_model=args.refiner_model,
+        refiner_switch=args.refiner_switch,
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        negative_prompt=args.negative_prompt,
+        scheduler=args.scheduler,
+        timestep_spacing=args.timestep_spacing,
+        seed=args.seed,
+        dtype=args.dtype,
+        device=args.device,
+        batch_size=args.batch_size,
+        offload=args.offload,
+        vae_tiling=args.vae_tiling,
+        image_format=args.image_format,
+    )
+    result = generator.run()
+    state = "interrupted" if result.interrupted else "done"
+    print(
+        f"{state}: {result.successful} succeeded, {result.failed} failed, "
+        f"{result.total_prompts - len(result.images)} pending, {len(result.skipped_samples)} samples skipped "
+        f"-> {result.log_path}"
+    )
+    return result.exit_status
+
+
+def _cmd_make_tiny_model(args) -> int:
+    from .tiny import make_tiny_model
+
+    path = make_tiny_model(args.directory)
+    print(f"tiny SDXL written: --model {path / 'base'} --refiner-model {path / 'refiner'}")
+    return ExitStatus.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(getattr(args, "quiet", False))
+    try:
+        return int(args.func(args))
+    except Music2ImageError as exc:
+        if args.traceback:
+            raise
+        print(f"music2image: error: {exc}", file=sys.stderr)
+        return int(exc.exit_status)
+    except KeyboardInterrupt:
+        if args.traceback:
+            raise
+        print("music2image: interrupted; run the same command again to resume", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""Everything diffusers: device and dtype, loading base and refiner, memory modes, generate(batch) → pixels.
+
+The engine knows nothing about files: it turns (prompt, seed) requests into uint8 pixel arrays or a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import ModelLoadError, SettingsError
+from .settings import TINY_MODEL, GenerationSettings
+
+log = logging.getLogger("music2image")
+
+# Below this mean brightness (of 1.0) a decode is "all black": the SDXL fp16 VAE overflow signature.
+BLACK_IMAGE_MAX = 1.0 / 255.0
+
+
+class StopRequested(Exception):
+    """Raised inside a denoising step when the user asked to stop; the batch in flight is abandoned."""
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    prompt: str
+    seed: int
+
+
+@dataclass
+class ImageOutcome:
+    """Pixels (H, W, 3 uint8) or the reason there are none."""
+
+    pixels: np.ndarray | None = None
+    error: str | None = None
+    error_type: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def available_device(requested: str) -> str:
+    """auto → cuda, else mps, else cpu. An explicit device that is absent is an error, never a quiet fallback."""
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SettingsError(f"--device {requested}: no CUDA GPU is visible to PyTorch (torch {torch.__version__})")
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise SettingsError(f"--device {requested}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SettingsError("--device mps: Apple MPS is not available on this machine")
+    return requested
+
+
+def resolved_dtype_name(dtype: str, device: str) -> str:
+    """auto → float16 on CUDA, float32 elsewhere (MPS float16 SDXL decodes are unreliable)."""
+    if dtype != "auto":
+        if dtype == "float16" and device == "cpu":
+            raise SettingsError("--dtype float16 on cpu: PyTorch's CPU kernels are slow or missing in float16; use float32 or bfloat16")
+        return dtype
+    return "float16" if device.startswith("cuda") else "float32"
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def _resolve_source(source: str, part: str) -> str:
+    if source == TINY_MODEL:
+        from .tiny import tiny_model_path
+
+        log.info("using the tiny random SDXL (built once into the cache; images are noise-like by design)")
+        return str(tiny_model_path(part))
+    return os.path.expanduser(source)
+
+
+def _make_scheduler(name: str, config, timestep_spacing: str | None):
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        EulerDiscreteScheduler,
+        UniPCMultistepScheduler,
+    )
+
+    overrides = {} if timestep_spacing is None else {"timestep_spacing": timestep_spacing}
+    if name == "euler":
+        return EulerDiscreteScheduler.from_config(config, **overrides)
+    if name == "euler-a":
+        return EulerAncestralDiscreteScheduler.from_config(config, **overrides)
+    if name in ("dpm++2m", "dpm++2m-karras"):
+        return DPMSolverMultistepScheduler.from_config(
+            config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=name.endswith("karras"), **overrides
+        )
+    if name == "unipc":
+        return UniPCMultistepScheduler.from_config(config, **overrides)
+    return DDIMScheduler.from_config(config, **overrides)
+
+
+def _load_error(flag: str, source: str, exc: Exception) -> ModelLoadError:
+    hint = ""
+    if not os.path.exists(source):
+        hint = (
+            "\nA hub id downloads from the Hugging Face hub on first use (SDXL is about 7 GB); without network, point "
+            f"{flag} at a local diffusers folder, or try the offline tiny model with `{flag} tiny`."
+        )
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelLoadError(f"{flag} {source}: could not load the model ({first_line}){hint}")
+
+
+def _quiet_libraries() -> None:
+    """Our progress bar is the only one: silence the per-step and loading bars of diffusers and transformers."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()  # before diffusers imports its transformers-backed pipelines
+    import diffusers
+
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+class Engine:
+    """Loaded SDXL base (and refiner) on one device, ready to turn requests into pixels."""
+
+    def __init__(self, settings: GenerationSettings, device: str, dtype_name: str, base, refiner=None):
+        self.settings = settings
+        self.device = device
+        self.dtype_name = dtype_name
+        self.base = base
+        self.refiner = refiner
+        self.decode_dtype_name = self._choose_decode_dtype()
+        self.memory_notes: list[str] = []
+        self._oom_fallback_used = False
+
+    # 1. Loading -------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, settings: GenerationSettings, device: str | None = None) -> "Engine":
+        _quiet_libraries()
+        import torch
+        from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+        device = device or available_device(settings.device)
+        dtype_name = resolved_dtype_name(settings.dtype, device)
+        dtype = _torch_dtype(dtype_name)
+        base_source = _resolve_source(settings.model, "base")
+        started = time.perf_counter()
+        try:
+            # use_safetensors=True: pickle weights can run code on load, so we never read them.
+            base = StableDiffusionXLPipeline.from_pretrained(
+                base_source, dtype=dtype, use_safetensors=True, add_watermarker=False
+            )
+        except Exception as exc:  # diffusers raises OSError, ValueError, EnvironmentError, ... for bad sources
+            raise _load_error("--model", settings.model, exc) from exc
+        base.scheduler = _make_scheduler(settings.scheduler, base.scheduler.config, settings.timestep_spacing)
+        refiner = None
+        if settings.refiner:
+            refiner_source = _resolve_source(settings.refiner_model, "refiner")
+            try:
+                # Ensemble of expert denoisers: the refiner shares the base's text_encoder_2 and VAE (one copy).
+                refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+                    refiner_source,
+                    text_encoder_2=base.text_encoder_2,
+                    vae=base.vae,
+                    dtype=dtype,
+                    use_safetensors=True,
+                    add_watermarker=False,
+                )
+            except Exception as exc:
+                raise _load_error("--refiner-model", settings.refiner_model, exc) from exc
+            refiner.scheduler = _make_scheduler(settings.scheduler, refiner.scheduler.config, settings.timestep_spacing)
+        engine = cls(settings, device, dtype_name, base, refiner)
+        engine._place(settings.offload, settings.vae_tiling)
+        log.info("loaded %s in %.1f s", settings.model, time.perf_counter() - started)
+        if torch.cuda.is_available() and device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(device)
+        return engine
+
+    def _pipelines(self):
+        return [p for p in (self.base, self.refiner) if p is not None]
+
+    def _place(self, offload: str, vae_tiling: bool) -> None:
+        if offload != "none" and not self.device.startswith("cuda"):
+            raise SettingsError(f"--offload {offload}: offloading moves weights between CPU and a GPU; it needs --device cuda")
+        for pipe in self._pipelines():
+            if offload == "model":
+                pipe.enable_model_cpu_offload(device=self.device)
+            elif offload == "sequential":
+                pipe.enable_sequential_cpu_offload(device=self.device)
+            else:
+                pipe.to(self.device)
+            pipe.set_progress_bar_config(disable=True)
+        if vae_tiling:
+            self.base.vae.enable_tiling()
+
+    def _choose_decode_dtype(self) -> str:
+        # The SDXL VAE overflows in float16 (its config says force_upcast). diffusers then decodes in float32;
+        # bfloat16 has float32's range at float16's cost, so on CUDA we decode in bfloat16 instead.
+        if self.dtype_name == "float16" and getattr(self.base.vae.config, "force_upcast", False):
+            return "bfloat16" if self.device.startswith("cuda") else "float32"
+        return self.dtype_name
+
+    # 2. Generation ----------------------------------------------------------------------------------------
+    def generate(
+        self, requests: list[ImageRequest], should_stop: Callable[[], bool] = lambda: False
+    ) -> list[ImageOutcome]:
+        """One outcome per request, in order. A failure of the whole batch is retried smaller (CUDA OOM: halve;
+        anything else: one by one) so that one bad prompt fails alone. StopRequested propagates."""
+        import torch
+
+        with torch.inference_mode():
+            return self._generate_isolated(requests, should_stop)
+
+    def _generate_isolated(self, requests, should_stop) -> list[ImageOutcome]:
+        import torch
+
+        try:
+            return self._generate_batch(requests, should_stop)
+        except StopRequested:
+            raise
+        except torch.cuda.OutOfMemoryError as exc:
+            self._free_memory()
+            if len(requests) > 1:
+                half = len(requests) // 2
+                log.warning("CUDA out of memory with a batch of %d: retrying as batches of %d", len(requests), half)
+                return self._generate_isolated(requests[:half], should_stop) + self._generate_isolated(
+                    requests[half:], should_stop
+                )
+            if not self._oom_fallback_used:
+                self._oom_fallback_used = True
+                log.warning("CUDA out of memory at batch 1: turning on VAE tiling and model offload, retrying once")
+                self.enable_low_memory()
+                return self._generate_isolated(requests, should_stop)
+            return [ImageOutcome(error=f"CUDA out of memory: {exc}".splitlines()[0], error_type=type(exc).__name__)]
+        except Exception as exc:
+            if len(requests) > 1:
+                log.warning("batch of %d failed (%s: %s); retrying one by one", len(requests), type(exc).__name__, exc)
+                return [outcome for r in requests for outcome in self._generate_isolated([r], should_stop)]
+            return [ImageOutcome(error=str(exc) or type(exc).__name__, error_type=type(exc).__name__)]
+
+    def _free_memory(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def enable_low_memory(self) -> None:
+        self.base.vae.enable_tiling()
+        if self.device.startswith("cuda"):
+            for pipe in self._pipelines():
+                pipe.enable_model_cpu_offload(device=self.device)
+        self.memory_notes.append("vae_tiling+model_offload after OOM")
+
+    def _generate_batch(self, requests: list[ImageRequest], should_stop) -> list[ImageOutcome]:
+        import torch
+
+        s = self.settings
+        prompts = [r.prompt for r in requests]
+        negative = [s.negative_prompt] * len(requests) if s.negative_prompt else None
+        # One CPU generator per image: its noise depends only on its own seed, never on the batch it is in,
+        # and is the same on every device.
+        generators = [torch.Generator("cpu").manual_seed(r.seed) for r in requests]
+
+        def on_step_end(pipe, step, timestep, callback_kwargs):
+            if should_stop():
+                raise StopRequested()
+            return callback_kwargs
+
+        common = dict(
+            prompt=prompts,
+            negative_prompt=negative,
+            guidance_scale=s.guidance_scale,
+            num_inference_steps=s.steps,
+            generator=generators,
+            output_type="latent",
+            callback_on_step_end=on_step_end,
+        )
+        if self.refiner is None:
+            latents = self.base(width=s.width, height=s.height, **common).images
+        else:
+            latents = self.base(width=s.width, height=s.height, denoising_end=s.refiner_switch, **common).images
+            latents = self.refiner(image=latents, denoising_start=s.refiner_switch, **common).images
+        return [self._decode_checked(latents[i : i + 1]) for i in range(len(requests))]
+
+    def _decode_checked(self, latents) -> ImageOutcome:
+        """Decode one latent; a NaN or all-black result is decoded again in float32 before it counts as failed."""
+        pixels, problem = self._decode(latents, self.decode_dtype_name)
+        if problem is None:
+            return ImageOutcome(pixels=pixels)
+        if self.decode_dtype_name != "float32":
+            log.warning("%s after a %s VAE decode: decoding again in float32", problem, self.decode_dtype_name)
+            pixels, second = self._decode(latents, "float32")
+            if second is None:
+                return ImageOutcome(pixels=pixels, notes=[f"{problem} in {self.decode_dtype_name}; decoded in float32"])
+            problem = second
+        return ImageOutcome(error=problem, error_type="BadDecode")
+
+    def _decode(self, latents, dtype_name: str) -> tuple[np.ndarray | None, str | None]:
+        import torch
+
+        vae = self.base.vae
+        if torch.isnan(latents).any():
+            return None, "NaN latents"
+        dtype = _torch_dtype(dtype_name)
+        original_dtype = vae.dtype
+        if dtype != original_dtype:
+            vae.to(dtype=dtype)
+        try:
+            config = vae.config
+            if getattr(config, "latents_mean", None) is not None and getattr(config, "latents_std", None) is not None:
+                mean = torch.tensor(config.latents_mean).view(1, 4, 1, 1).to(latents.device, dtype)
+                std = torch.tensor(config.latents_std).view(1, 4, 1, 1).to(latents.device, dtype)
+                scaled = latents.to(dtype) * std / config.scaling_factor + mean
+            else:
+                scaled = latents.to(dtype) / config.scaling_factor
+            decoded = vae.decode(scaled.to(self.base._execution_device), return_dict=False)[0]
+        finally:
+            if dtype != original_dtype:
+                vae.to(dtype=original_dtype)
+        if torch.isnan(decoded).any():
+            return None, "NaN in the decoded image"
+        image = self.base.image_processor.postprocess(decoded.float(), output_type="np")[0]
+        if float(image.mean()) < BLACK_IMAGE_MAX:
+            return None, "all-black image"
+        # The same float → uint8 rounding as diffusers' numpy_to_pil.
+        return (image * 255).round().astype("uint8"), None
+
+    def peak_memory_bytes(self) -> int | None:
+        import torch
+
+        if self.device.startswith("cuda") and torch.cuda.is_available():
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return None
+
+    def auto_batch_size(self) -> int:
+        """The batch size for `--batch-size auto`: 1 off CUDA; on CUDA, from free memory at this image size."""
+        import torch
+
+        if not self.device.startswith("cuda") or self.settings.offload != "none":
+            return 1
+        free, _total = torch.cuda.mem_get_info(self.device)
+        # Rough activation cost of one image (with its CFG twin) in the SDXL UNet at half precision, scaled
+        # by pixel count; decode runs one image at a time, so it does not grow with the batch.
+        per_image = 1.5e9 * (self.settings.width * self.settings.height) / (1024 * 1024)
+        return max(1, min(16, int(free * 0.7 // per_image)))

@@ -1,0 +1,398 @@
+"""`BatchImageGenerator`: the one run, readable top to bottom.
+
+load & validate → plan → skip what is done → load models → batches → engine → writer → journal → log/summary
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from logging.handlers import MemoryHandler
+from pathlib import Path
+
+from . import __version__
+from .engine import Engine, ImageOutcome, ImageRequest, StopRequested, available_device, resolved_dtype_name
+from .errors import DiskError, OutputDirError
+from .outputs import (
+    JOURNAL_NAME,
+    LOG_NAME,
+    SUMMARY_NAME,
+    TEXT_LOG_NAME,
+    Journal,
+    OutputLock,
+    a1111_parameters,
+    atomic_write_bytes,
+    atomic_write_json,
+    encode_image,
+    latest_image_records,
+    latest_run_recipe,
+    now_iso,
+    read_journal_dir,
+)
+from .plan import Job, finished_jobs, plan_jobs, recipe_settings
+from .prompts import DEFAULT_PROMPTS_FILE, load_prompts, select_prompts
+from .results import ImageResult, RunResult, log_document, summary_document
+from .settings import SAMPLER_NAMES, GenerationSettings
+
+log = logging.getLogger("music2image")
+_SETTING_NAMES = set(GenerationSettings.__dataclass_fields__) - {"extra"}
+
+
+class BatchImageGenerator:
+    """Generate SDXL images for every selected prompt of a visual-prompts file.
+
+    >>> BatchImageGenerator("prompts.json", "images", width=512, height=512, steps=20).run()
+
+    `prompts_file` is a path or an already-loaded prompts dict. Every GenerationSettings field (model, refiner,
+    width, height, steps, device, seed, ...) may be passed as a keyword, or all of them as `settings=`.
+    """
+
+    def __init__(
+        self,
+        prompts_file: str | os.PathLike | dict = DEFAULT_PROMPTS_FILE,
+        output_dir: str | os.PathLike = "images",
+        *,
+        settings: GenerationSettings | None = None,
+        limit: int | None = None,
+        samples: int | None = None,
+        sample_range: tuple[int, int] | None = None,
+        save_images: bool = True,
+        overwrite: bool = False,
+        progress: bool | None = None,
+        **setting_values,
+    ):
+        unknown = set(setting_values) - _SETTING_NAMES
+        if unknown:
+            raise TypeError(f"BatchImageGenerator got unknown settings: {', '.join(sorted(unknown))}")
+        self.settings = (settings or GenerationSettings()).replace(**setting_values)
+        self.prompts_file = prompts_file
+        self.output_dir = Path(output_dir)
+        self.limit, self.samples, self.sample_range = limit, samples, sample_range
+        self.save_images = save_images
+        self.overwrite = overwrite
+        self.progress = progress
+        self._stop_requested = threading.Event()
+
+    def request_stop(self) -> None:
+        """Ask the run to stop after abandoning the batch in flight (what SIGINT/SIGTERM do)."""
+        self._stop_requested.set()
+
+    def run(self) -> RunResult:
+        # 1. Check inputs: every setting and the whole prompts file, before any weights load or file is written.
+        settings = self.settings.validate()
+        prompts = load_prompts(self.prompts_file)
+        selection = select_prompts(prompts, samples=self.samples, limit=self.limit, sample_range=self.sample_range)
+        prompts_name = "<dict>" if isinstance(self.prompts_file, dict) else str(self.prompts_file)
+
+        # 2. Device and dtype decide the recipe; the recipe and the ids decide every job's seed and path.
+        device = available_device(settings.device)
+        dtype_name = resolved_dtype_name(settings.dtype, device)
+        recipe = recipe_settings(settings, dtype_name)
+        jobs = plan_jobs(selection.prompts, settings, recipe)
+
+        early_log = MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
+        log.addHandler(early_log)
+        lock = OutputLock(self.output_dir).acquire() if self.output_dir.is_dir() else None
+        try:
+            # 3. Skip what is done: the journal says which images exist with this very recipe.
+            records = [] if self.overwrite else read_journal_dir(self.output_dir)
+            self._refuse_other_recipe(records, recipe)
+            latest = latest_image_records(records)
+            done = finished_jobs(jobs, latest, self.output_dir) if self.save_images else set()
+            todo = [job for job in jobs if job.key not in done]
+            for skipped in selection.skipped_samples:
+                log.warning("skipping sample %d: %s", skipped.sample_idx, skipped.reason)
+            log.info("device: %s", device)
+            log.info("%d prompts selected, %d already done, %d to generate", len(jobs), len(done), len(todo))
+
+            # 4. Load the models, only if there is work (a finished run re-run just rewrites log and summary).
+            engine = Engine.load(settings, device) if todo else None
+
+            # 5. Only now touch the disk: folder, lock, text log, journal.
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            lock = lock or OutputLock(self.output_dir).acquire()
+            text_log = logging.FileHandler(self.output_dir / TEXT_LOG_NAME, encoding="utf-8")
+            text_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            early_log.setTarget(text_log)
+            early_log.flush()
+            log.removeHandler(early_log)
+            log.addHandler(text_log)
+            try:
+                return self._generate_and_report(
+                    settings, recipe, device, jobs, todo, latest, selection, prompts_name, engine
+                )
+            finally:
+                log.removeHandler(text_log)
+                text_log.close()
+        finally:
+            log.removeHandler(early_log)
+            if lock is not None:
+                lock.release()
+
+    def _refuse_other_recipe(self, records: list[dict], recipe: dict) -> None:
+        previous = latest_run_recipe(records)
+        has_images = any(r.get("type") == "image" and r.get("status") == "success" for r in records)
+        if previous is None or not has_images or previous == recipe:
+            return
+        differences = [
+            f"  {key}: {json.dumps(previous.get(key))} there, {json.dumps(recipe.get(key))} now"
+            for key in sorted(set(previous) | set(recipe))
+            if previous.get(key) != recipe.get(key)
+        ]
+        raise OutputDirError(
+            f"{self.output_dir}: holds images made with another recipe:\n"
+            + "\n".join(differences)
+            + "\nRe-run with the same settings to resume, add --overwrite to regenerate everything here, "
+            "or choose another --output-dir."
+        )
+
+    def _generate_and_report(self, settings, recipe, device, jobs, todo, latest, selection, prompts_name, engine):
+        journal_path = self.output_dir / JOURNAL_NAME
+        if self.overwrite:
+            for old in self.output_dir.glob("generation_journal*.jsonl"):
+                atomic_write_bytes(old, b"")
+        journal = Journal(journal_path)
+        journal.append(
+            {
+                "type": "run",
+                "t": time.time(),
+                "time": now_iso(),
+                "recipe": recipe,
+                "device": device,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "version": __version__,
+                "selected": len(jobs),
+                "todo": len(todo),
+            }
+        )
+        started = time.perf_counter()
+        fresh: dict[tuple[int, int], ImageResult] = {}
+        interrupted = False
+        batch_size = 1
+        try:
+            if todo:
+                batch_size = engine.auto_batch_size() if settings.batch_size == "auto" else settings.batch_size
+                log.info("model %s, dtype %s (VAE decode %s), batch size %d", settings.model, engine.dtype_name,
+                         engine.decode_dtype_name, batch_size)
+                interrupted = self._generate(engine, settings, recipe, device, jobs, todo, batch_size, journal, fresh)
+        finally:
+            journal.close()
+
+        # 7. Log and summary describe the whole selection, as if it had run in one go.
+        images = []
+        for job in jobs:
+            if job.key in fresh:
+                images.append(fresh[job.key])
+            elif job.key in latest and job.key not in {j.key for j in todo}:
+                images.append(ImageResult.from_record(job, latest[job.key]))
+        result = RunResult(
+            output_dir=str(self.output_dir),
+            images=images,
+            skipped_samples=selection.skipped_samples,
+            total_prompts=len(jobs),
+            generated_now=len(fresh),
+            interrupted=interrupted,
+            device=device,
+        )
+        elapsed = time.perf_counter() - started
+        extra = {
+            "music2image_version": __version__,
+            **{k: v for k, v in recipe.items() if k not in ("width", "height", "steps")},
+            "batch_size": batch_size,
+            "save_images": self.save_images,
+            "generated_this_run": len(fresh),
+            "elapsed_seconds": round(elapsed, 3),
+            "images_per_second": round(len(fresh) / elapsed, 4) if fresh and elapsed > 0 else None,
+            "peak_gpu_memory_bytes": engine.peak_memory_bytes() if engine else None,
+            "memory_fallbacks": engine.memory_notes if engine else [],
+        }
+        result.log_path = str(self.output_dir / LOG_NAME)
+        result.summary_path = str(self.output_dir / SUMMARY_NAME)
+        atomic_write_json(Path(result.log_path), log_document(result, prompts_name, settings, extra))
+        atomic_write_json(Path(result.summary_path), summary_document(result, settings))
+        log.info(
+            "%s: %d succeeded, %d failed, %d pending, %d generated in %.1f s",
+            "interrupted" if interrupted else "finished",
+            result.successful, result.failed, len(jobs) - len(images), len(fresh), elapsed,
+        )
+        return result
+
+    # 6. Batches → engine → background writer → journal.
+    def _generate(self, engine, settings, recipe, device, jobs, todo, batch_size, journal, fresh) -> bool:
+        from tqdm import tqdm
+
+        show_bar = self.progress if self.progress is not None else sys.stderr.isatty()
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", disable=not show_bar, dynamic_ncols=True)
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="music2image-writer")
+        pending: deque[Future] = deque()
+        last_report = time.monotonic()
+
+        def collect(future: Future) -> None:
+            result = future.result()  # re-raises a write error (disk full, permission) here
+            fresh[result.job.key] = result
+            if not result.ok:
+                log.warning("failed: sample %d prompt %d: %s", result.job.sample_idx, result.job.prompt_id, result.error)
+            bar.update(1)
+
+        interrupted = False
+        try:
+            with _stop_on_signals(self._stop_requested):
+                for start in range(0, len(todo), batch_size):
+                    if self._stop_requested.is_set():
+                        interrupted = True
+                        break
+                    batch = todo[start : start + batch_size]
+                    t0 = time.perf_counter()
+                    try:
+                        outcomes = engine.generate(
+                            [ImageRequest(job.visual_prompt, job.seed) for job in batch], self._stop_requested.is_set
+                        )
+                    except StopRequested:
+                        interrupted = True
+                        break
+                    seconds = (time.perf_counter() - t0) / len(batch)
+                    for job, outcome in zip(batch, outcomes):
+                        pending.append(writer.submit(self._save, job, outcome, seconds, settings, recipe, device, journal))
+                    # Saving overlaps the next batch; keep at most two batches in flight so memory stays bounded.
+                    while len(pending) > 2 * batch_size or (pending and pending[0].done()):
+                        collect(pending.popleft())
+                    if not show_bar and time.monotonic() - last_report > 30:
+                        last_report = time.monotonic()
+                        log.info("progress: %d/%d images", bar.n, len(jobs))
+            while pending:
+                collect(pending.popleft())
+        except OSError as exc:
+            for future in pending:
+                future.cancel()
+            raise DiskError(
+                f"{self.output_dir}: could not write results ({exc.strerror or exc}). Nothing finished is lost: "
+                "free some space or fix the permissions, then run the same command again to resume."
+            ) from exc
+        finally:
+            writer.shutdown(wait=True)
+            bar.close()
+        if interrupted:
+            log.warning("interrupted: re-run the same command to resume")
+        return interrupted
+
+    def _save(self, job: Job, outcome: ImageOutcome, seconds, settings, recipe, device, journal) -> ImageResult:
+        """Runs on the writer thread: encode with the recipe inside, write atomically, then journal it."""
+        record = {
+            "type": "image",
+            "sample_idx": job.sample_idx,
+            "prompt_id": job.prompt_id,
+            "mode": job.mode,
+            "temperature": job.temperature,
+            "visual_prompt": job.visual_prompt,
+            "seed": job.seed,
+            "recipe_key": job.recipe_key,
+            "device": device,
+            "seconds": round(seconds, 4),
+            "notes": outcome.notes,
+            "image_path": None,
+            "sha256": None,
+            "error": outcome.error,
+            "error_type": outcome.error_type,
+            "status": "failed" if outcome.pixels is None else "success",
+        }
+        if outcome.pixels is not None and self.save_images:
+            data = encode_image(outcome.pixels, settings.image_format, image_metadata(job, settings, recipe, device))
+            target = self.output_dir / job.image_path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, data)
+            record["image_path"] = job.image_path
+            record["sha256"] = hashlib.sha256(data).hexdigest()
+        record["t"] = time.time()
+        record["time"] = now_iso()
+        journal.append(record)
+        return ImageResult(
+            job=job,
+            status=record["status"],
+            image_path=record["image_path"],
+            error=outcome.error,
+            error_type=outcome.error_type,
+            seconds=seconds,
+            notes=outcome.notes,
+        )
+
+
+def library_versions() -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    return {
+        "music2image": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def image_metadata(job: Job, settings: GenerationSettings, recipe: dict, device: str) -> dict[str, str]:
+    """The two text chunks every image carries: A1111 `parameters`, and our full recipe as JSON."""
+    full = {
+        "format": "music2image-recipe/1",
+        "prompt": job.visual_prompt,
+        "seed": job.seed,
+        "sample_idx": job.sample_idx,
+        "prompt_id": job.prompt_id,
+        "mode": job.mode,
+        "temperature": job.temperature,
+        "recipe": recipe,
+        "device": device,
+        "versions": library_versions(),
+    }
+    fields = {
+        "Steps": settings.steps,
+        "Sampler": SAMPLER_NAMES[settings.scheduler],
+        "CFG scale": settings.guidance_scale,
+        "Seed": job.seed,
+        "Size": f"{settings.width}x{settings.height}",
+        "Model": settings.model,
+        "Refiner": settings.refiner_model if settings.refiner else None,
+        "Refiner switch at": settings.refiner_switch if settings.refiner else None,
+        "Version": f"music2image {__version__}",
+    }
+    return {
+        "parameters": a1111_parameters(job.visual_prompt, settings.negative_prompt, fields),
+        "music2image": json.dumps(full, ensure_ascii=False, sort_keys=True),
+    }
+
+
+class _stop_on_signals:
+    """First SIGINT/SIGTERM: stop after the batch in flight is abandoned. Second: stop at once
+    (KeyboardInterrupt); atomic writes still leave no torn file."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        log.warning("%s received: stopping (press Ctrl-C again to stop at once)", signal.Signals(signum).name)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
