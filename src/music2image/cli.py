@@ -134,14 +134,13 @@ def _configure_logging(quiet: bool) -> None:
     logger = logging.getLogger("music2image")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    if not any(getattr(h, "_music2image_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._music2image_cli = True
-        logger.addHandler(handler)
-    for handler in logger.handlers:
-        if getattr(handler, "_music2image_cli", False):
-            handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    for old in [h for h in logger.handlers if getattr(h, "_music2image_cli", False)]:
+        logger.removeHandler(old)  # main() may run many times in one process (tests, notebooks)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    handler._music2image_cli = True
+    logger.addHandler(handler)
 
 
 def _cmd_generate(args) -> int:
@@ -195,7 +194,10 @@ def _cmd_make_tiny_model(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed as one line)
+        return int(exc.code or 0)
     _configure_logging(getattr(args, "quiet", False))
     try:
         return int(args.func(args))

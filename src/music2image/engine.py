@@ -38,6 +38,7 @@ class ImageOutcome:
 
     pixels: np.ndarray | None = None
     error: str | None = None
+    float_pixels: np.ndarray | None = None  # the decoder's [0, 1] floats, only when asked for (tests, comparisons)
     error_type: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -63,8 +64,11 @@ def available_device(requested: str) -> str:
     return requested
 
 
-def resolved_dtype_name(dtype: str, device: str) -> str:
-    """auto → float16 on CUDA, float32 elsewhere (MPS float16 SDXL decodes are unreliable)."""
+def resolved_dtype_name(dtype: str, device: str, offload: str = "none") -> str:
+    """auto → float16 on CUDA, float32 elsewhere (MPS float16 SDXL decodes are unreliable). Also refuses the
+    device-dependent combinations that would only fail after minutes of loading."""
+    if offload != "none" and not device.startswith("cuda"):
+        raise SettingsError(f"--offload {offload}: offloading moves weights between CPU and a GPU; it needs --device cuda")
     if dtype != "auto":
         if dtype == "float16" and device == "cpu":
             raise SettingsError("--dtype float16 on cpu: PyTorch's CPU kernels are slow or missing in float16; use float32 or bfloat16")
@@ -146,6 +150,7 @@ class Engine:
         self.decode_dtype_name = self._choose_decode_dtype()
         self.memory_notes: list[str] = []
         self._oom_fallback_used = False
+        self._keep_float = False
 
     # 1. Loading -------------------------------------------------------------------------------------------
     @classmethod
@@ -155,7 +160,7 @@ class Engine:
         from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
         device = device or available_device(settings.device)
-        dtype_name = resolved_dtype_name(settings.dtype, device)
+        dtype_name = resolved_dtype_name(settings.dtype, device, settings.offload)
         dtype = _torch_dtype(dtype_name)
         base_source = _resolve_source(settings.model, "base")
         started = time.perf_counter()
@@ -194,8 +199,6 @@ class Engine:
         return [p for p in (self.base, self.refiner) if p is not None]
 
     def _place(self, offload: str, vae_tiling: bool) -> None:
-        if offload != "none" and not self.device.startswith("cuda"):
-            raise SettingsError(f"--offload {offload}: offloading moves weights between CPU and a GPU; it needs --device cuda")
         for pipe in self._pipelines():
             if offload == "model":
                 pipe.enable_model_cpu_offload(device=self.device)
@@ -216,12 +219,13 @@ class Engine:
 
     # 2. Generation ----------------------------------------------------------------------------------------
     def generate(
-        self, requests: list[ImageRequest], should_stop: Callable[[], bool] = lambda: False
+        self, requests: list[ImageRequest], should_stop: Callable[[], bool] = lambda: False, keep_float: bool = False
     ) -> list[ImageOutcome]:
         """One outcome per request, in order. A failure of the whole batch is retried smaller (CUDA OOM: halve;
         anything else: one by one) so that one bad prompt fails alone. StopRequested propagates."""
         import torch
 
+        self._keep_float = keep_float
         with torch.inference_mode():
             return self._generate_isolated(requests, should_stop)
 
@@ -301,16 +305,17 @@ class Engine:
 
     def _decode_checked(self, latents) -> ImageOutcome:
         """Decode one latent; a NaN or all-black result is decoded again in float32 before it counts as failed."""
-        pixels, problem = self._decode(latents, self.decode_dtype_name)
-        if problem is None:
-            return ImageOutcome(pixels=pixels)
-        if self.decode_dtype_name != "float32":
+        image, problem = self._decode(latents, self.decode_dtype_name)
+        notes = []
+        if problem is not None and self.decode_dtype_name != "float32":
             log.warning("%s after a %s VAE decode: decoding again in float32", problem, self.decode_dtype_name)
-            pixels, second = self._decode(latents, "float32")
-            if second is None:
-                return ImageOutcome(pixels=pixels, notes=[f"{problem} in {self.decode_dtype_name}; decoded in float32"])
-            problem = second
-        return ImageOutcome(error=problem, error_type="BadDecode")
+            notes.append(f"{problem} in {self.decode_dtype_name}; decoded again in float32")
+            image, problem = self._decode(latents, "float32")
+        if problem is not None:
+            return ImageOutcome(error=problem, error_type="BadDecode", notes=notes)
+        # The same float → uint8 rounding as diffusers' numpy_to_pil.
+        pixels = (image * 255).round().astype("uint8")
+        return ImageOutcome(pixels=pixels, notes=notes, float_pixels=image if self._keep_float else None)
 
     def _decode(self, latents, dtype_name: str) -> tuple[np.ndarray | None, str | None]:
         import torch
@@ -339,8 +344,7 @@ class Engine:
         image = self.base.image_processor.postprocess(decoded.float(), output_type="np")[0]
         if float(image.mean()) < BLACK_IMAGE_MAX:
             return None, "all-black image"
-        # The same float → uint8 rounding as diffusers' numpy_to_pil.
-        return (image * 255).round().astype("uint8"), None
+        return image, None
 
     def peak_memory_bytes(self) -> int | None:
         import torch

@@ -96,7 +96,7 @@ class BatchImageGenerator:
 
         # 2. Device and dtype decide the recipe; the recipe and the ids decide every job's seed and path.
         device = available_device(settings.device)
-        dtype_name = resolved_dtype_name(settings.dtype, device)
+        dtype_name = resolved_dtype_name(settings.dtype, device, settings.offload)
         recipe = recipe_settings(settings, dtype_name)
         jobs = plan_jobs(selection.prompts, settings, recipe)
 

@@ -1,0 +1,86 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["--width", "64", "--height", "64", "--steps", "2"]
+
+
+def prompts_doc(samples: int = 3, per_sample: int = 5, error_samples: tuple = ()) -> dict:
+    """A small prompts file shaped like the audio stage's: 3 convergent (T=0.4) + 2 divergent (T=0.8) each."""
+    words = ["golden concert stage", "stormy violet sea", "quiet snowy forest", "neon city street", "calm blue lake"]
+    docs = []
+    for idx in range(samples):
+        if idx in error_samples:
+            docs.append({"sample_idx": idx, "error": "audio decode failed", "prompts": []})
+            continue
+        prompts = []
+        for pid in range(per_sample):
+            mode, temp = ("convergent", 0.4) if pid < 3 else ("divergent", 0.8)
+            prompts.append({"prompt_id": pid, "mode": mode, "temperature": temp,
+                            "visual_prompt": f"{words[(idx + pid) % 5]}, painting number {idx}-{pid}"})
+        docs.append({"sample_idx": idx, "musical_features": {"key": "C", "tempo": 120.0}, "abc_notation": "X:1",
+                     "prompts": prompts})
+    return {"metadata": {"source": "tests"}, "samples": docs}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_cache(tmp_path_factory):
+    """`--model tiny` builds into $XDG_CACHE_HOME; keep that inside the test session, and never hit the network."""
+    cache = tmp_path_factory.mktemp("cache")
+    old = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "HF_HUB_OFFLINE")}
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield cache
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from music2image.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def prompts_file(workdir) -> Path:
+    path = workdir / "generated_prompts" / "visual_prompts_complete.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(prompts_doc(samples=3, error_samples=(1,))))
+    return path
+
+
+def model_flags(tiny_model: Path, refiner: bool = False) -> list[str]:
+    flags = ["--model", str(tiny_model / "base")]
+    if refiner:
+        flags += ["--refiner", "--refiner-model", str(tiny_model / "refiner")]
+    return flags
+
+
+def run_cli(*args: str) -> int:
+    from music2image.cli import main
+
+    return main(list(args))
+
+
+def run_subprocess(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,214 @@
+"""The bad-input zoo: every malformed prompts file or flag → one clear message, exit 2, nothing written."""
+
+import json
+
+import pytest
+from conftest import SMALL, prompts_doc, run_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from music2image.errors import PromptFileError
+from music2image.prompts import parse_prompts_json, validate_prompts
+
+
+def _doc_with(change) -> bytes:
+    doc = prompts_doc(samples=2)
+    change(doc)
+    return json.dumps(doc).encode()
+
+
+def _set(path, value):
+    def change(doc):
+        target = doc
+        for key in path[:-1]:
+            target = target[key]
+        if value is _DELETE:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+    return change
+
+
+_DELETE = object()
+P0 = ("samples", 0, "prompts", 0)
+
+FILE_CASES = {
+    "empty file": (b"", "not valid JSON"),
+    "truncated": (b'{"samples": [', "not valid JSON"),
+    "top-level list": (b"[]", "must be an object"),
+    "top-level string": (b'"hello"', "must be an object"),
+    "no samples": (b"{}", "samples: is required"),
+    "samples not a list": (b'{"samples": {}}', "samples: must be a list"),
+    "sample not an object": (b'{"samples": [1]}', "samples[0]: must be an object"),
+    "sample_idx missing": (_doc_with(_set(("samples", 0, "sample_idx"), _DELETE)), "samples[0].sample_idx: is required"),
+    "sample_idx string": (_doc_with(_set(("samples", 0, "sample_idx"), "0")), 'samples[0].sample_idx: must be an integer from 0 to 999999, got "0"'),
+    "sample_idx float": (_doc_with(_set(("samples", 0, "sample_idx"), 1.0)), "samples[0].sample_idx: must be an integer"),
+    "sample_idx bool": (_doc_with(_set(("samples", 0, "sample_idx"), True)), "got true"),
+    "sample_idx negative": (_doc_with(_set(("samples", 0, "sample_idx"), -1)), "got -1"),
+    "sample_idx huge": (_doc_with(_set(("samples", 0, "sample_idx"), 10**6)), "got 1000000"),
+    "prompt_id missing": (_doc_with(_set(P0 + ("prompt_id",), _DELETE)), "samples[0].prompts[0].prompt_id: is required"),
+    "prompt_id string": (_doc_with(_set(P0 + ("prompt_id",), "a")), "samples[0].prompts[0].prompt_id: must be an integer"),
+    "prompt_id huge": (_doc_with(_set(P0 + ("prompt_id",), 2**70)), "samples[0].prompts[0].prompt_id: must be an integer"),
+    "visual_prompt empty": (_doc_with(_set(P0 + ("visual_prompt",), "")), 'samples[0].prompts[0].visual_prompt: must be a non-empty string, got ""'),
+    "visual_prompt blank": (_doc_with(_set(P0 + ("visual_prompt",), "   \n")), "must be a non-empty string"),
+    "visual_prompt number": (_doc_with(_set(P0 + ("visual_prompt",), 5)), "must be a non-empty string, got 5"),
+    "visual_prompt null": (_doc_with(_set(P0 + ("visual_prompt",), None)), "got null"),
+    "visual_prompt missing": (_doc_with(_set(P0 + ("visual_prompt",), _DELETE)), "visual_prompt: is required"),
+    "visual_prompt 10 MB": (_doc_with(_set(P0 + ("visual_prompt",), "x" * 10_000_000)), "the limit is 20000"),
+    "visual_prompt control chars": (_doc_with(_set(P0 + ("visual_prompt",), "red\x00sky\x1b[2J")), "contains control characters"),
+    "mode missing": (_doc_with(_set(P0 + ("mode",), _DELETE)), "samples[0].prompts[0].mode: is required"),
+    "mode empty": (_doc_with(_set(P0 + ("mode",), "")), "mode: must be a non-empty string"),
+    "mode path-like": (_doc_with(_set(P0 + ("mode",), "../../etc/passwd")), "no slashes"),
+    "mode control chars": (_doc_with(_set(P0 + ("mode",), "conv\x1b[31m")), "mode: must be a short label"),
+    "temperature string": (_doc_with(_set(P0 + ("temperature",), "hot")), 'temperature: must be a finite number or null, got "hot"'),
+    "temperature NaN literal": (b'{"samples": [{"sample_idx": 0, "prompts": [{"prompt_id": 0, "mode": "c", "temperature": NaN, "visual_prompt": "x"}]}]}', "NaN is not valid JSON"),
+    "temperature Infinity literal": (b'{"samples": [{"sample_idx": 0, "prompts": [{"prompt_id": 0, "mode": "c", "temperature": -Infinity, "visual_prompt": "x"}]}]}', "-Infinity is not valid JSON"),
+    "temperature overflow": (b'{"samples": [{"sample_idx": 0, "prompts": [{"prompt_id": 0, "mode": "c", "temperature": 1e400, "visual_prompt": "x"}]}]}', "must be a finite number"),
+    "duplicate ids": (_doc_with(_set(("samples", 0, "prompts", 1, "prompt_id"), 0)), "duplicate (sample_idx, prompt_id) = (0, 0), first at samples[0].prompts[0]"),
+    "duplicate ids across samples": (_doc_with(_set(("samples", 1, "sample_idx"), 0)), "duplicate (sample_idx, prompt_id) = (0, 0)"),
+    "duplicate key": (b'{"samples": [], "samples": []}', 'duplicate key "samples"'),
+    "not UTF-8": (b'{"samples": [{"sample_idx": 0, "prompts": [{"prompt_id": 0, "mode": "c", "visual_prompt": "caf\xe9"}]}]}', "not UTF-8 text: invalid byte 0xe9"),
+    "BOM": (b"\xef\xbb\xbf" + json.dumps(prompts_doc(1)).encode(), "byte-order mark"),
+    "prompts not a list": (_doc_with(_set(("samples", 0, "prompts"), "a prompt")), "samples[0].prompts: must be a list"),
+    "prompt not an object": (_doc_with(_set(("samples", 0, "prompts", 0), ["x"])), "samples[0].prompts[0]: must be an object"),
+    "nested too deeply": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "binary garbage": (bytes(range(256)), "not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("name", list(FILE_CASES))
+def test_bad_prompts_file(name, workdir, tiny_model, capsys):
+    data, expected = FILE_CASES[name]
+    (workdir / "bad.json").write_bytes(data)
+    before = sorted(workdir.iterdir())
+    assert run_cli("generate", "--prompts-file", "bad.json", "--model", str(tiny_model / "base"), *SMALL) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err and err.startswith("music2image: error: bad.json: ")
+    assert sorted(workdir.iterdir()) == before  # no output directory, nothing else
+
+
+def test_every_problem_is_listed_at_once(workdir, capsys):
+    doc = prompts_doc(samples=4)
+    doc["samples"][0]["sample_idx"] = "zero"
+    doc["samples"][3]["prompts"][1]["visual_prompt"] = ""
+    doc["samples"][2]["prompts"][4]["temperature"] = "warm"
+    doc["samples"][1]["prompts"][2]["prompt_id"] = 0
+    (workdir / "bad.json").write_text(json.dumps(doc))
+    assert run_cli("generate", "--prompts-file", "bad.json") == 2
+    err = capsys.readouterr().err
+    assert "bad.json: 4 problems" in err
+    for line in ['samples[0].sample_idx: must be an integer from 0 to 999999, got "zero"',
+                 'samples[3].prompts[1].visual_prompt: must be a non-empty string, got ""',
+                 'samples[2].prompts[4].temperature: must be a finite number or null, got "warm"',
+                 "samples[1].prompts[2]: duplicate (sample_idx, prompt_id) = (1, 0), first at samples[1].prompts[0]"]:
+        assert line in err
+    assert not (workdir / "images").exists()
+
+
+def test_missing_prompts_file_says_how_to_create_it(workdir, capsys):
+    assert run_cli("generate") == 2
+    err = capsys.readouterr().err
+    assert "generated_prompts/visual_prompts_complete.json: 1 problem" in err and "file not found" in err
+    assert "music2image prompts" in err
+    assert list(workdir.iterdir()) == []
+
+
+def test_prompts_file_is_a_directory(workdir, capsys):
+    (workdir / "dir.json").mkdir()
+    assert run_cli("generate", "--prompts-file", "dir.json") == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_unknown_keys_and_unusual_modes_are_fine(workdir, tiny_model):
+    doc = prompts_doc(samples=1, per_sample=2)
+    doc["extra"] = {"anything": [1, 2]}
+    doc["samples"][0]["new_field"] = None
+    doc["samples"][0]["prompts"][0].update(mode="wild card", temperature=None, note="x")
+    del doc["samples"][0]["prompts"][1]["temperature"]
+    (workdir / "ok.json").write_text(json.dumps(doc))
+    assert run_cli("generate", "--prompts-file", "ok.json", "--model", str(tiny_model / "base"), *SMALL) == 0
+    summary = json.loads((workdir / "images" / "image_generation_summary.json").read_text())
+    assert summary["by_mode"] == {"wild card": 1, "convergent": 1}
+
+
+FLAG_CASES = {
+    "width not multiple of 8": (["--width", "770"], "--width 770: must be a multiple of 8"),
+    "height too small": (["--height", "32"], "--height 32: must be a multiple of 8 from 64"),
+    "steps zero": (["--steps", "0"], "--steps 0: must be a whole number from 1"),
+    "width not a number": (["--width", "abc"], "argument --width: 'abc' is not a whole number"),
+    "unknown flag": (["--widht", "512"], "unrecognized arguments: --widht"),
+    "unknown scheduler": (["--scheduler", "k_lms"], "argument --scheduler: invalid choice"),
+    "absent cuda": (["--device", "cuda"], "--device cuda: no CUDA GPU"),
+    "unknown device": (["--device", "tpu"], "--device 'tpu': use auto, cpu, mps, cuda or cuda:N"),
+    "limit zero": (["--limit", "0"], "argument --limit: '0' must be 1 or more"),
+    "samples negative": (["--samples", "-3"], "argument --samples"),
+    "backwards sample range": (["--sample-range", "5:2"], "argument --sample-range: '5:2' must be A:B"),
+    "sample range without colon": (["--sample-range", "5"], "must be A:B"),
+    "missing local model": (["--model", "./no/such/model"], "--model ./no/such/model: no such folder"),
+    "pickle checkpoint": (["--model", "weights.ckpt"], "pickle checkpoints"),
+    "pickle refiner": (["--refiner", "--refiner-model", "refiner.bin"], "--refiner-model refiner.bin: pickle"),
+    "nan guidance": (["--guidance-scale", "nan"], "--guidance-scale nan: must be a number"),
+    "refiner switch out of range": (["--refiner-switch", "1.5"], "--refiner-switch 1.5: must be between 0 and 1"),
+    "refiner switch leaves no steps": (["--refiner", "--refiner-model", "tiny", "--steps", "1"], "leaves no step"),
+    "negative seed": (["--seed", "-1"], "--seed -1: must be a whole number from 0"),
+    "float16 on cpu": (["--dtype", "float16", "--device", "cpu"], "--dtype float16 on cpu"),
+    "batch size zero": (["--batch-size", "0"], "argument --batch-size"),
+    "offload on cpu": (["--offload", "model", "--device", "cpu"], "--offload model: offloading"),
+    "hub model offline": (["--model", "stabilityai/stable-diffusion-xl-base-1.0"], "--model tiny"),
+}
+
+
+@pytest.mark.parametrize("name", list(FLAG_CASES))
+def test_bad_flags(name, workdir, tiny_model, capsys, monkeypatch):
+    flags, expected = FLAG_CASES[name]
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1, per_sample=1)))
+    if "--model" not in flags:
+        flags = ["--model", str(tiny_model / "base"), *flags]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    code = run_cli("generate", "--prompts-file", "p.json", *SMALL[2:4], *flags)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in workdir.iterdir()) == ["p.json"]
+
+
+def test_model_folder_that_is_not_a_pipeline(workdir, capsys):
+    (workdir / "not_a_model").mkdir()
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1)))
+    assert run_cli("generate", "--prompts-file", "p.json", "--model", "not_a_model") == 2
+    assert "no model_index.json" in capsys.readouterr().err
+    assert not (workdir / "images").exists()
+
+
+# Any bytes in → a valid prompts file or our documented error, never anything else.
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_fuzz_any_bytes(data):
+    try:
+        validate_prompts(parse_prompts_json(data, "fuzz.json"), "fuzz.json")
+    except PromptFileError as exc:
+        assert str(exc).startswith("fuzz.json: ")
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 2**40) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["samples", "sample_idx", "prompts", "prompt_id", "mode", "temperature", "visual_prompt",
+                         "error", "metadata", "x"]), children, max_size=6),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values)
+def test_fuzz_json_shaped_like_prompts(value):
+    data = json.dumps(value).encode()
+    try:
+        parsed = validate_prompts(parse_prompts_json(data, "fuzz.json"), "fuzz.json")
+    except PromptFileError as exc:
+        assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
+    else:
+        keys = [(s.sample_idx, p.prompt_id) for s in parsed.samples for p in s.prompts]
+        assert len(keys) == len(set(keys))

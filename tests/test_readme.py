@@ -1,0 +1,49 @@
+"""The README's commands are run here, so they cannot rot."""
+
+import re
+import shlex
+import shutil
+
+from conftest import REPO, read_json, run_subprocess
+
+
+def _bash_blocks() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    return [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S) for line in block.splitlines() if line.strip()]
+
+
+def test_readme_has_install_main_job_and_test_commands():
+    commands = _bash_blocks()
+    assert any(c.startswith("python3 -m venv .venv") and "pip install torch==2.13.0" in c for c in commands)
+    assert "music2image generate --prompts-file examples/visual_prompts.json" in commands
+    assert "python -m pytest" in commands
+    assert "python -m pytest" in (REPO / ".ci" / "run").read_text().splitlines()
+
+
+def test_readme_offline_smoke_run_works_as_written(workdir):
+    (smoke,) = [c for c in _bash_blocks() if "--model tiny" in c]
+    shutil.copytree(REPO / "examples", workdir / "examples")
+    argv = shlex.split(smoke)
+    assert argv[0] == "music2image"
+    out = run_subprocess(["-m", "music2image", *argv[1:]], cwd=workdir)
+    assert out.returncode == 0, out.stderr
+    summary = read_json(workdir / "images_tiny" / "image_generation_summary.json")
+    assert summary["total_images_generated"] == 10 and summary["success_rate"] == 100.0
+
+
+def test_example_prompts_fit_clip_and_follow_the_upstream_shape():
+    import json
+
+    import instant_clip_tokenizer
+
+    from music2image.prompts import load_prompts
+
+    parsed = load_prompts(REPO / "examples" / "visual_prompts.json")
+    assert len(parsed.samples) == 100
+    tokenizer = instant_clip_tokenizer.Tokenizer()
+    raw = json.loads((REPO / "examples" / "visual_prompts.json").read_text())
+    for sample, raw_sample in zip(parsed.samples, raw["samples"]):
+        assert [(p.mode, p.temperature) for p in sample.prompts] == [("convergent", 0.4)] * 3 + [("divergent", 0.8)] * 2
+        assert {"key", "tonality", "tempo", "mood"} <= set(raw_sample["musical_features"])
+        for prompt in sample.prompts:
+            assert len(tokenizer.encode(prompt.visual_prompt)) + 2 <= 77  # + start and end tokens
