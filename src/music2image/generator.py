@@ -38,6 +38,7 @@ from .outputs import (
     latest_run_recipe,
     now_iso,
     read_journal_dir,
+    remove_stale_temporaries,
 )
 from .plan import Job, finished_jobs, plan_jobs, recipe_settings
 from .prompts import DEFAULT_PROMPTS_FILE, load_prompts, select_prompts
@@ -121,6 +122,8 @@ class BatchImageGenerator:
             # 5. Only now touch the disk: folder, lock, text log, journal.
             self.output_dir.mkdir(parents=True, exist_ok=True)
             lock = lock or OutputLock(self.output_dir).acquire()
+            if remove_stale_temporaries(self.output_dir):
+                log.info("removed temporary files left by an interrupted run")
             text_log = logging.FileHandler(self.output_dir / TEXT_LOG_NAME, encoding="utf-8")
             text_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             early_log.setTarget(text_log)

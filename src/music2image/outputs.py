@@ -64,6 +64,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_stale_temporaries(output_dir: Path) -> int:
+    """Temporary files of a killed run (never renamed into place) are garbage: remove them. Call under the lock."""
+    removed = 0
+    for folder in [Path(output_dir), *Path(output_dir).glob("sample_*")]:
+        for tmp in folder.glob(".*.tmp"):
+            try:
+                tmp.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write_json(path: Path, document) -> None:
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))

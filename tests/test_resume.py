@@ -1,0 +1,219 @@
+"""Long runs that survive anything: SIGKILL anywhere, SIGINT, locks, recipe changes, resume."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SMALL, model_flags, prompts_doc, read_json, run_cli, run_subprocess
+
+from music2image.outputs import JOURNAL_NAME, Journal, OutputLock
+
+# Fields that are about *when* or *how long*, not *what*: the only ones allowed to differ after a resume.
+VOLATILE = {"generation_timestamp", "elapsed_seconds", "images_per_second", "generation_time", "generated_this_run"}
+
+
+def _stable(document):
+    if isinstance(document, dict):
+        return {k: _stable(v) for k, v in document.items() if k not in VOLATILE}
+    if isinstance(document, list):
+        return [_stable(v) for v in document]
+    return document
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix == ".png"}
+
+
+def _all_names(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def _image_records(folder: Path) -> list[dict]:
+    return [r for r in Journal.read(folder / JOURNAL_NAME) if r.get("type") == "image"]
+
+
+@pytest.fixture(scope="module")
+def crash_setup(tmp_path_factory, tiny_model):
+    """An uninterrupted reference run of 2 samples × 5 prompts (one sample skipped)."""
+    root = tmp_path_factory.mktemp("crash")
+    (root / "p.json").write_text(json.dumps(prompts_doc(samples=3, error_samples=(1,))))
+    args = ["generate", "--prompts-file", str(root / "p.json"), *model_flags(tiny_model), *SMALL, "--quiet"]
+    (root / "reference").mkdir()
+    out = run_subprocess(["-m", "music2image", *args], cwd=root / "reference")
+    assert out.returncode == 0, out.stderr
+    return root, args, root / "reference" / "images"
+
+
+POINTS = ["decode", "half-png", "rename", "journal", "torn-journal", "log"]
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(point, crash_setup):
+    root, args, reference = crash_setup
+    target = 1 if point == "log" else random.Random(point).randint(2, 9)  # seeded: a failure can be replayed
+    run_dir = root / f"killed-{point}"
+    run_dir.mkdir()
+    out_dir = run_dir / "images"  # the same relative --output-dir as the reference, from another folder
+    killed = run_subprocess([str(REPO / "tests" / "helpers" / "kill_at.py"), point, str(target), *args], cwd=run_dir)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    finished_before = {(r["sample_idx"], r["prompt_id"]) for r in _image_records(out_dir) if r["status"] == "success"}
+    expected_before = 10 if point == "log" else target - 1
+    assert len(finished_before) == expected_before
+
+    resumed = run_subprocess(["-m", "music2image", *args], cwd=run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+
+    assert _files(out_dir) == _files(reference)  # same files, byte for byte
+    assert _all_names(out_dir) == _all_names(reference)  # and nothing else: no temporaries, no torn files
+    for name in ("image_generation_log.json", "image_generation_summary.json"):
+        assert _stable(read_json(out_dir / name)) == _stable(read_json(reference / name))
+    # Nothing finished before the kill was made again: one success record per image, ever.
+    records = [(r["sample_idx"], r["prompt_id"]) for r in _image_records(out_dir) if r["status"] == "success"]
+    assert len(records) == len(set(records)) == 10
+
+
+def _start(args, cwd):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "music2image", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_images(folder: Path, count: int, process, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(_image_records(folder)) >= count:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    raise AssertionError("run made no progress")
+
+
+@pytest.fixture
+def slow_args(workdir, tiny_model):
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=8)))
+    return ["generate", "--prompts-file", "p.json", *model_flags(tiny_model), "--width", "128", "--height", "128",
+            "--steps", "12"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_writes_an_interrupted_log_and_resumes(signum, workdir, slow_args):
+    process = _start(slow_args, workdir)
+    _wait_for_images(workdir / "images", 2, process)
+    process.send_signal(signum)
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    log = read_json(workdir / "images" / "image_generation_log.json")
+    assert log["metadata"]["interrupted"] is True and log["metadata"]["pending"] > 0
+    assert read_json(workdir / "images" / "image_generation_summary.json")["interrupted"] is True
+    done = len(_image_records(workdir / "images"))
+    assert 2 <= done < 40
+
+    assert run_cli(*slow_args, "--quiet") == 0
+    log = read_json(workdir / "images" / "image_generation_log.json")
+    assert log["metadata"]["interrupted"] is False and log["metadata"]["successful"] == 40
+    assert len(_image_records(workdir / "images")) == 40  # the first run's images were not made again
+
+
+def test_second_ctrl_c_stops_at_once_without_torn_files(workdir, slow_args):
+    process = _start(slow_args, workdir)
+    _wait_for_images(workdir / "images", 1, process)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert not list((workdir / "images").rglob("*.tmp"))
+    for png in (workdir / "images").rglob("*.png"):
+        from PIL import Image
+
+        Image.open(png).load()  # every image on disk is whole
+    assert run_cli(*slow_args, "--quiet") == 0
+
+
+def test_a_second_run_on_the_same_folder_is_refused(prompts_file, tiny_model, workdir, capsys):
+    (workdir / "images").mkdir()
+    lock = OutputLock(workdir / "images").acquire()
+    try:
+        assert run_cli("generate", *model_flags(tiny_model), *SMALL) == 2
+    finally:
+        lock.release()
+    err = capsys.readouterr().err
+    assert f"another music2image run is writing here: process {os.getpid()}" in err
+    assert list((workdir / "images").iterdir()) == []
+
+
+def test_a_stale_lock_from_a_dead_process_is_taken_over(prompts_file, tiny_model, workdir):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (workdir / "images").mkdir()
+    (workdir / "images" / ".music2image.lock").write_text(json.dumps({"pid": dead.pid, "host": "h", "started": "t"}))
+    assert run_cli("generate", *model_flags(tiny_model), *SMALL, "--limit", "1") == 0
+    assert not (workdir / "images" / ".music2image.lock").exists()
+
+
+def test_another_recipe_is_refused_before_loading_and_overwrite_regenerates(prompts_file, tiny_model, workdir, capsys):
+    assert run_cli("generate", *model_flags(tiny_model), *SMALL, "--limit", "2") == 0
+    before = _files(workdir / "images")
+    capsys.readouterr()
+    assert run_cli("generate", *model_flags(tiny_model), *SMALL[:4], "--steps", "3", "--limit", "2",
+                   "--guidance-scale", "7") == 2
+    err = capsys.readouterr().err
+    assert "holds images made with another recipe" in err
+    assert "steps: 2 there, 3 now" in err and "guidance_scale: 5.0 there, 7.0 now" in err and "--overwrite" in err
+    assert "loaded" not in err  # refused before any model loaded
+    assert _files(workdir / "images") == before
+
+    assert run_cli("generate", *model_flags(tiny_model), *SMALL[:4], "--steps", "3", "--limit", "2", "--overwrite") == 0
+    after = _files(workdir / "images")
+    assert after.keys() == before.keys() and all(after[k] != before[k] for k in after)
+    records = _image_records(workdir / "images")
+    assert len(records) == 2  # --overwrite starts a fresh journal
+
+
+def test_resume_makes_missing_corrupt_failed_and_changed_images_only(workdir, tiny_model):
+    doc = prompts_doc(samples=1)
+    (workdir / "p.json").write_text(json.dumps(doc))
+    args = ["generate", "--prompts-file", "p.json", *model_flags(tiny_model), *SMALL]
+    assert run_cli(*args) == 0
+    images = workdir / "images"
+    original = _files(images)
+    (images / "sample_000" / "sample_000_prompt_01.png").unlink()
+    (images / "sample_000" / "sample_000_prompt_02.png").write_bytes(b"not a png")
+    doc["samples"][0]["prompts"][3]["visual_prompt"] = "a completely different prompt"
+    (workdir / "p.json").write_text(json.dumps(doc))
+    assert run_cli(*args) == 0
+    made_again = [(r["sample_idx"], r["prompt_id"]) for r in _image_records(images)][5:]
+    assert made_again == [(0, 1), (0, 2), (0, 3)]
+    now = _files(images)
+    assert now["sample_000/sample_000_prompt_01.png"] == original["sample_000/sample_000_prompt_01.png"]
+    assert now["sample_000/sample_000_prompt_03.png"] != original["sample_000/sample_000_prompt_03.png"]
+    assert read_json(images / "image_generation_log.json")["generated_images"][3]["visual_prompt"] == \
+        "a completely different prompt"
+    # A finished run re-run loads no model and only rewrites log and summary.
+    assert run_cli(*args) == 0
+    assert len(_image_records(images)) == 8
+
+
+def test_pickle_only_model_folders_are_refused(tiny_model, workdir, capsys):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    model = workdir / "pickled"
+    shutil.copytree(tiny_model / "base", model)
+    weights = model / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(weights), model / "unet" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1, per_sample=1)))
+    assert run_cli("generate", "--prompts-file", "p.json", "--model", "pickled", *SMALL) == 2
+    err = capsys.readouterr().err
+    assert "--model pickled: could not load the model" in err
+    assert not (workdir / "images").exists()
