@@ -120,11 +120,14 @@ class BatchImageGenerator:
             engine = Engine.load(settings, device) if todo else None
 
             # 5. Only now touch the disk: folder, lock, text log, journal.
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            lock = lock or OutputLock(self.output_dir).acquire()
+            try:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                lock = lock or OutputLock(self.output_dir).acquire()
+                text_log = logging.FileHandler(self.output_dir / TEXT_LOG_NAME, encoding="utf-8")
+            except OSError as exc:
+                raise OutputDirError(f"{self.output_dir}: cannot create the output folder ({exc.strerror or exc})") from exc
             if remove_stale_temporaries(self.output_dir):
                 log.info("removed temporary files left by an interrupted run")
-            text_log = logging.FileHandler(self.output_dir / TEXT_LOG_NAME, encoding="utf-8")
             text_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             early_log.setTarget(text_log)
             early_log.flush()
@@ -165,7 +168,8 @@ class BatchImageGenerator:
             for old in self.output_dir.glob("generation_journal*.jsonl"):
                 atomic_write_bytes(old, b"")
         journal = Journal(journal_path)
-        journal.append(
+        self._append_or_stop(
+            journal,
             {
                 "type": "run",
                 "t": time.time(),
@@ -177,7 +181,7 @@ class BatchImageGenerator:
                 "version": __version__,
                 "selected": len(jobs),
                 "todo": len(todo),
-            }
+            },
         )
         started = time.perf_counter()
         fresh: dict[tuple[int, int], ImageResult] = {}
@@ -222,14 +226,26 @@ class BatchImageGenerator:
         }
         result.log_path = str(self.output_dir / LOG_NAME)
         result.summary_path = str(self.output_dir / SUMMARY_NAME)
-        atomic_write_json(Path(result.log_path), log_document(result, prompts_name, settings, extra))
-        atomic_write_json(Path(result.summary_path), summary_document(result, settings))
+        try:
+            atomic_write_json(Path(result.log_path), log_document(result, prompts_name, settings, extra))
+            atomic_write_json(Path(result.summary_path), summary_document(result, settings))
+        except OSError as exc:
+            raise DiskError(
+                f"{self.output_dir}: could not write the log and summary ({exc.strerror or exc}); every finished "
+                "image is in the journal: free some space, then run the same command again."
+            ) from exc
         log.info(
             "%s: %d succeeded, %d failed, %d pending, %d generated in %.1f s",
             "interrupted" if interrupted else "finished",
             result.successful, result.failed, len(jobs) - len(images), len(fresh), elapsed,
         )
         return result
+
+    def _append_or_stop(self, journal: Journal, record: dict) -> None:
+        try:
+            journal.append(record)
+        except OSError as exc:
+            raise DiskError(f"{self.output_dir}: cannot write the journal ({exc.strerror or exc})") from exc
 
     # 6. Batches → engine → background writer → journal.
     def _generate(self, engine, settings, recipe, device, jobs, todo, batch_size, journal, fresh) -> bool:
