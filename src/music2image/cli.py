@@ -105,6 +105,9 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offload", default=d.offload, choices=OFFLOAD_MODES, help="move weights to the GPU only when used (default: %(default)s)")
     p.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory at large sizes)")
     p.add_argument("--format", dest="image_format", default=d.image_format, choices=IMAGE_FORMATS, help="image file format (default: %(default)s)")
+    p.add_argument("--truncate-prompts", action="store_true",
+                   help="keep only the first 75 CLIP tokens of each prompt, as stock SDXL does (default: encode long "
+                        "prompts whole, in 75-token chunks)")
     p.add_argument("--overwrite", action="store_true", help="regenerate everything, even images already made with another recipe")
     p.add_argument("--quiet", action="store_true", help="no progress bar; only warnings and errors")
 
@@ -173,6 +176,7 @@ def _cmd_generate(args) -> int:
         offload=args.offload,
         vae_tiling=args.vae_tiling,
         image_format=args.image_format,
+        truncate_prompts=args.truncate_prompts,
     )
     result = generator.run()
     state = "interrupted" if result.interrupted else "done"

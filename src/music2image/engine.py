@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import ModelLoadError, SettingsError
 from .settings import TINY_MODEL, GenerationSettings
+from .text_encoding import TokenInfo, prompt_embeddings, token_info
 
 log = logging.getLogger("music2image")
 
@@ -272,12 +273,30 @@ class Engine:
                 pipe.enable_model_cpu_offload(device=self.device)
         self.memory_notes.append("vae_tiling+model_offload after OOM")
 
+    def token_info(self, prompt: str) -> TokenInfo:
+        return token_info(self.base.tokenizer_2, prompt)
+
     def _generate_batch(self, requests: list[ImageRequest], should_stop) -> list[ImageOutcome]:
+        s = self.settings
+        if s.truncate_prompts:
+            return self._run_group(requests, should_stop, chunks=None)
+        # Prompts of different chunk counts have embeddings of different lengths: one pipeline call per count,
+        # so no prompt is padded because of its neighbours (its image stays independent of the batch).
+        negative_chunks = self.token_info(s.negative_prompt).chunks if s.negative_prompt else 1
+        groups: dict[int, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(max(self.token_info(request.prompt).chunks, negative_chunks), []).append(index)
+        outcomes: list[ImageOutcome | None] = [None] * len(requests)
+        for chunks, indices in groups.items():
+            for index, outcome in zip(indices, self._run_group([requests[i] for i in indices], should_stop, chunks)):
+                outcomes[index] = outcome
+        return outcomes
+
+    def _run_group(self, requests: list[ImageRequest], should_stop, chunks: int | None) -> list[ImageOutcome]:
         import torch
 
         s = self.settings
         prompts = [r.prompt for r in requests]
-        negative = [s.negative_prompt] * len(requests) if s.negative_prompt else None
         # One CPU generator per image: its noise depends only on its own seed, never on the batch it is in,
         # and is the same on every device.
         generators = [torch.Generator("cpu").manual_seed(r.seed) for r in requests]
@@ -287,9 +306,13 @@ class Engine:
                 raise StopRequested()
             return callback_kwargs
 
+        def text_inputs(pipe) -> dict:
+            if chunks is None:  # --truncate-prompts: the stock encoder, which keeps the first 75 tokens
+                negative = [s.negative_prompt] * len(prompts) if s.negative_prompt else None
+                return {"prompt": prompts, "negative_prompt": negative}
+            return prompt_embeddings(pipe, prompts, s.negative_prompt, chunks, pipe._execution_device, pipe.unet.dtype)
+
         common = dict(
-            prompt=prompts,
-            negative_prompt=negative,
             guidance_scale=s.guidance_scale,
             num_inference_steps=s.steps,
             generator=generators,
@@ -297,10 +320,14 @@ class Engine:
             callback_on_step_end=on_step_end,
         )
         if self.refiner is None:
-            latents = self.base(width=s.width, height=s.height, **common).images
+            latents = self.base(width=s.width, height=s.height, **text_inputs(self.base), **common).images
         else:
-            latents = self.base(width=s.width, height=s.height, denoising_end=s.refiner_switch, **common).images
-            latents = self.refiner(image=latents, denoising_start=s.refiner_switch, **common).images
+            latents = self.base(
+                width=s.width, height=s.height, denoising_end=s.refiner_switch, **text_inputs(self.base), **common
+            ).images
+            latents = self.refiner(
+                image=latents, denoising_start=s.refiner_switch, **text_inputs(self.refiner), **common
+            ).images
         return [self._decode_checked(latents[i : i + 1]) for i in range(len(requests))]
 
     def _decode_checked(self, latents) -> ImageOutcome:

@@ -83,6 +83,7 @@ class BatchImageGenerator:
         self.overwrite = overwrite
         self.progress = progress
         self._stop_requested = threading.Event()
+        self._tokens: dict = {}
 
     def request_stop(self) -> None:
         """Ask the run to stop after abandoning the batch in flight (what SIGINT/SIGTERM do)."""
@@ -192,6 +193,15 @@ class BatchImageGenerator:
                 batch_size = engine.auto_batch_size() if settings.batch_size == "auto" else settings.batch_size
                 log.info("model %s, dtype %s (VAE decode %s), batch size %d", settings.model, engine.dtype_name,
                          engine.decode_dtype_name, batch_size)
+                tokens = {job.key: engine.token_info(job.visual_prompt) for job in todo}
+                long_prompts = sum(1 for info in tokens.values() if info.chunks > 1)
+                if long_prompts:
+                    log.warning(
+                        "%d of %d prompts are longer than CLIP's 75 tokens: %s", long_prompts, len(todo),
+                        "only their first 75 tokens are used (--truncate-prompts)" if settings.truncate_prompts
+                        else "encoded whole, in 75-token chunks (--truncate-prompts for SDXL's stock cut)",
+                    )
+                self._tokens = tokens
                 interrupted = self._generate(engine, settings, recipe, device, jobs, todo, batch_size, journal, fresh)
         finally:
             journal.close()
@@ -319,6 +329,8 @@ class BatchImageGenerator:
             "device": device,
             "seconds": round(seconds, 4),
             "notes": outcome.notes,
+            "token_count": self._tokens[job.key].tokens,
+            "prompt_encoding": self._tokens[job.key].encoding(settings.truncate_prompts),
             "image_path": None,
             "sha256": None,
             "error": outcome.error,
@@ -343,6 +355,8 @@ class BatchImageGenerator:
             error_type=outcome.error_type,
             seconds=seconds,
             notes=outcome.notes,
+            token_count=record["token_count"],
+            prompt_encoding=record["prompt_encoding"],
         )
 
 

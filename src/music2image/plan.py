@@ -42,6 +42,7 @@ def recipe_settings(settings: GenerationSettings, dtype_name: str) -> dict:
         "negative_prompt": settings.negative_prompt,
         "dtype": dtype_name,
         "seed": settings.seed,
+        "truncate_prompts": settings.truncate_prompts,
         "image_format": settings.image_format,
     }
 

@@ -22,6 +22,8 @@ class ImageResult:
     error_type: str | None = None
     seconds: float | None = None
     notes: list[str] = field(default_factory=list)
+    token_count: int | None = None
+    prompt_encoding: str | None = None  # "full" (fits 77 tokens), "chunked" or "truncated"
 
     @property
     def ok(self) -> bool:
@@ -37,6 +39,8 @@ class ImageResult:
             error_type=record.get("error_type"),
             seconds=record.get("seconds"),
             notes=list(record.get("notes") or []),
+            token_count=record.get("token_count"),
+            prompt_encoding=record.get("prompt_encoding"),
         )
 
     def log_entry(self) -> dict:
@@ -54,6 +58,8 @@ class ImageResult:
             "error_type": self.error_type,
             "generation_time": None if self.seconds is None else round(self.seconds, 3),
             "recipe_key": job.recipe_key,
+            "token_count": self.token_count,
+            "prompt_encoding": self.prompt_encoding,
         }
 
 

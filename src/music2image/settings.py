@@ -51,6 +51,7 @@ class GenerationSettings:
     timestep_spacing: str | None = None  # None: the scheduler config's own (SDXL: leading)
     seed: int = 0
     dtype: str = "auto"
+    truncate_prompts: bool = False  # stock CLIP behaviour: keep the first 75 tokens (default: encode in chunks)
     # runtime choices: same pixels, other speed or memory
     device: str = "auto"
     batch_size: int | str = "auto"
