@@ -89,6 +89,7 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-range", type=_sample_range, metavar="A:B", help="only samples with A <= sample_idx < B")
     p.add_argument("--no-save", action="store_true", help="generate and write log + summary, but no image files")
     p.add_argument("--model", default=d.model, help=f"base model: hub id, local diffusers folder, or 'tiny' (default: {DEFAULT_MODEL})")
+    p.add_argument("--vae", default=None, help="another VAE (hub id or folder), e.g. madebyollin/sdxl-vae-fp16-fix")
     p.add_argument("--refiner-model", default=d.refiner_model, help=f"refiner model (default: {DEFAULT_REFINER_MODEL})")
     p.add_argument("--refiner-switch", type=_float, default=d.refiner_switch,
                    help="fraction of the steps run by the base before the refiner takes over (default: %(default)s)")
@@ -126,6 +127,34 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
                           help="show the full traceback of errors (for developers)")
     generate.set_defaults(func=_cmd_generate)
+
+    show = commands.add_parser("show", help="print the recipe inside an image made by music2image")
+    show.add_argument("image")
+    show.add_argument("--json", action="store_true", help="only the recipe, as JSON")
+    show.set_defaults(func=_cmd_show)
+
+    regenerate = commands.add_parser("regenerate", help="make an image again from the recipe inside it")
+    regenerate.add_argument("image")
+    regenerate.add_argument("--output", help="where to write it (default: IMAGE.regenerated.png next to it)")
+    regenerate.add_argument("--device", help="default: the device it was made on (byte-identical there)")
+    regenerate.set_defaults(func=_cmd_regenerate)
+
+    grid = commands.add_parser("grid", help="contact sheets: one per sample, plus an overview (OUTPUT_DIR/grids)")
+    grid.add_argument("output_dir")
+    grid.add_argument("--thumb-size", type=_positive_int, default=256, help="tile size in pixels (default: %(default)s)")
+    grid.add_argument("--overview-thumb-size", type=_positive_int, default=128,
+                      help="tile size in the overview (default: %(default)s)")
+    grid.set_defaults(func=_cmd_grid)
+
+    gallery = commands.add_parser("gallery", help="a static index.html in the output folder (works offline)")
+    gallery.add_argument("output_dir")
+    gallery.add_argument("--thumb-size", type=_positive_int, default=256, help="thumbnail size (default: %(default)s)")
+    gallery.set_defaults(func=_cmd_gallery)
+
+    summary = commands.add_parser("summary", help="success rate, by mode, by sample and failures, as a table")
+    summary.add_argument("output_dir")
+    summary.add_argument("--json", action="store_true", help="the summary JSON, for machines")
+    summary.set_defaults(func=_cmd_summary)
 
     tiny = commands.add_parser("make-tiny-model", help="write the tiny random SDXL (base + refiner) used for offline tests")
     tiny.add_argument("directory", help="folder to write base/ and refiner/ into")
@@ -177,6 +206,7 @@ def _cmd_generate(args) -> int:
         vae_tiling=args.vae_tiling,
         image_format=args.image_format,
         truncate_prompts=args.truncate_prompts,
+        vae=args.vae,
     )
     result = generator.run()
     state = "interrupted" if result.interrupted else "done"
@@ -186,6 +216,56 @@ def _cmd_generate(args) -> int:
         f"-> {result.log_path}"
     )
     return result.exit_status
+
+
+def _cmd_show(args) -> int:
+    import json
+
+    from .generator import read_recipe
+
+    document = read_recipe(args.image)
+    parameters = document.pop("parameters", None)
+    if not args.json and parameters:
+        print(parameters)
+        print()
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+    return ExitStatus.OK
+
+
+def _cmd_regenerate(args) -> int:
+    from .generator import regenerate_image
+
+    print(f"written: {regenerate_image(args.image, args.output, args.device)}")
+    return ExitStatus.OK
+
+
+def _cmd_grid(args) -> int:
+    from .report import make_grids
+
+    written = make_grids(args.output_dir, args.thumb_size, args.overview_thumb_size)
+    print(f"{len(written)} contact sheets in {written[-1].parent if written else args.output_dir}")
+    return ExitStatus.OK
+
+
+def _cmd_gallery(args) -> int:
+    from .report import make_gallery
+
+    print(f"gallery: {make_gallery(args.output_dir, args.thumb_size)}")
+    return ExitStatus.OK
+
+
+def _cmd_summary(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .outputs import SUMMARY_NAME
+    from .report import read_json_file, summary_text
+
+    if args.json:
+        print(json.dumps(read_json_file(Path(args.output_dir) / SUMMARY_NAME), indent=2, ensure_ascii=False))
+    else:
+        print(summary_text(Path(args.output_dir)))
+    return ExitStatus.OK
 
 
 def _cmd_make_tiny_model(args) -> int:

@@ -165,10 +165,20 @@ class Engine:
         dtype = _torch_dtype(dtype_name)
         base_source = _resolve_source(settings.model, "base")
         started = time.perf_counter()
+        components = {}
+        if settings.vae is not None:
+            from diffusers import AutoencoderKL
+
+            try:
+                components["vae"] = AutoencoderKL.from_pretrained(
+                    os.path.expanduser(settings.vae), dtype=dtype, use_safetensors=True
+                )
+            except Exception as exc:
+                raise _load_error("--vae", settings.vae, exc) from exc
         try:
             # use_safetensors=True: pickle weights can run code on load, so we never read them.
             base = StableDiffusionXLPipeline.from_pretrained(
-                base_source, dtype=dtype, use_safetensors=True, add_watermarker=False
+                base_source, dtype=dtype, use_safetensors=True, add_watermarker=False, **components
             )
         except Exception as exc:  # diffusers raises OSError, ValueError, EnvironmentError, ... for bad sources
             raise _load_error("--model", settings.model, exc) from exc

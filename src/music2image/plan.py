@@ -31,6 +31,7 @@ def recipe_settings(settings: GenerationSettings, dtype_name: str) -> dict:
     """The settings that decide the pixels (with dtype resolved). Equal recipes → identical images."""
     return {
         "model": settings.model,
+        "vae": settings.vae,
         "refiner_model": settings.refiner_model if settings.refiner else None,
         "refiner_switch": settings.refiner_switch if settings.refiner else None,
         "width": settings.width,

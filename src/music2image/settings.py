@@ -51,6 +51,7 @@ class GenerationSettings:
     timestep_spacing: str | None = None  # None: the scheduler config's own (SDXL: leading)
     seed: int = 0
     dtype: str = "auto"
+    vae: str | None = None  # another VAE (hub id or folder), e.g. madebyollin/sdxl-vae-fp16-fix
     truncate_prompts: bool = False  # stock CLIP behaviour: keep the first 75 tokens (default: encode in chunks)
     # runtime choices: same pixels, other speed or memory
     device: str = "auto"
@@ -110,6 +111,8 @@ class GenerationSettings:
         if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
             problems.append(f"--negative-prompt {self.negative_prompt!r}: must be text")
         problems += model_source_problems("--model", self.model)
+        if self.vae is not None:
+            problems += model_source_problems("--vae", self.vae, marker="config.json")
         if self.refiner:
             problems += model_source_problems("--refiner-model", self.refiner_model)
         return problems
@@ -125,11 +128,11 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def model_source_problems(flag: str, source: str) -> list[str]:
+def model_source_problems(flag: str, source: str, marker: str = "model_index.json") -> list[str]:
     """A model is `tiny`, a hub id (`org/name`) or a local diffusers folder. Checked before anything loads."""
     if not isinstance(source, str) or not source.strip():
         return [f"{flag}: must name a model (a hub id like {DEFAULT_MODEL} or a local folder)"]
-    if source == TINY_MODEL:
+    if source == TINY_MODEL and marker == "model_index.json":
         return []
     path = Path(source).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
@@ -138,8 +141,8 @@ def model_source_problems(flag: str, source: str) -> list[str]:
             "so music2image refuses them; convert it to .safetensors or use a diffusers folder with safetensors weights"
         ]
     if path.exists():
-        if path.is_dir() and not (path / "model_index.json").is_file():
-            return [f"{flag} {source}: folder has no model_index.json, so it is not a diffusers pipeline folder"]
+        if path.is_dir() and not (path / marker).is_file():
+            return [f"{flag} {source}: folder has no {marker}, so it is not a diffusers folder of that kind"]
         if path.is_file():
             return [f"{flag} {source}: single-file checkpoints are not supported yet; use a diffusers folder or hub id"]
         return []
