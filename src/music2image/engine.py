@@ -42,6 +42,7 @@ class ImageOutcome:
     float_pixels: np.ndarray | None = None  # the decoder's [0, 1] floats, only when asked for (tests, comparisons)
     error_type: str | None = None
     notes: list[str] = field(default_factory=list)
+    decode_dtype: str | None = None  # what the VAE decode that made the pixels ran in
 
 
 def available_device(requested: str) -> str:
@@ -220,6 +221,23 @@ class Engine:
             pipe.set_progress_bar_config(disable=True)
         if vae_tiling:
             self.base.vae.enable_tiling()
+        if self.settings.compile:
+            import torch
+
+            # Fixed shapes (dynamic=False): the run pads its last batch so one graph serves every batch.
+            for pipe in self._pipelines():
+                pipe.unet = torch.compile(pipe.unet, dynamic=False)
+            self.base.vae.decoder = torch.compile(self.base.vae.decoder, dynamic=False)
+
+    def warm_up(self, batch_size: int) -> float:
+        """Compile (or just warm) the graphs at the run's batch shape with a 1-step throwaway batch; seconds taken."""
+        started = time.perf_counter()
+        settings, self.settings = self.settings, self.settings.replace(steps=1)
+        try:
+            self.generate([ImageRequest("warm-up", 0)] * batch_size)
+        finally:
+            self.settings = settings
+        return time.perf_counter() - started
 
     def _choose_decode_dtype(self) -> str:
         # The SDXL VAE overflows in float16 (its config says force_upcast). diffusers then decodes in float32;
@@ -342,17 +360,20 @@ class Engine:
 
     def _decode_checked(self, latents) -> ImageOutcome:
         """Decode one latent; a NaN or all-black result is decoded again in float32 before it counts as failed."""
-        image, problem = self._decode(latents, self.decode_dtype_name)
+        decode_dtype = self.decode_dtype_name
+        image, problem = self._decode(latents, decode_dtype)
         notes = []
-        if problem is not None and self.decode_dtype_name != "float32":
-            log.warning("%s after a %s VAE decode: decoding again in float32", problem, self.decode_dtype_name)
-            notes.append(f"{problem} in {self.decode_dtype_name}; decoded again in float32")
-            image, problem = self._decode(latents, "float32")
+        if problem is not None and decode_dtype != "float32":
+            log.warning("%s after a %s VAE decode: decoding again in float32", problem, decode_dtype)
+            notes.append(f"{problem} in {decode_dtype}; decoded again in float32")
+            decode_dtype = "float32"
+            image, problem = self._decode(latents, decode_dtype)
         if problem is not None:
             return ImageOutcome(error=problem, error_type="BadDecode", notes=notes)
         # The same float → uint8 rounding as diffusers' numpy_to_pil.
         pixels = (image * 255).round().astype("uint8")
-        return ImageOutcome(pixels=pixels, notes=notes, float_pixels=image if self._keep_float else None)
+        return ImageOutcome(pixels=pixels, notes=notes, float_pixels=image if self._keep_float else None,
+                            decode_dtype=decode_dtype)
 
     def _decode(self, latents, dtype_name: str) -> tuple[np.ndarray | None, str | None]:
         import torch

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .engine import Engine, ImageOutcome, ImageRequest, StopRequested, available_device, resolved_dtype_name
+from .distributed import Launch
 from .errors import DiskError, OutputDirError
 from .outputs import (
     JOURNAL_NAME,
@@ -84,67 +85,72 @@ class BatchImageGenerator:
         self.progress = progress
         self._stop_requested = threading.Event()
         self._tokens: dict = {}
+        self._compile_seconds = None
 
     def request_stop(self) -> None:
         """Ask the run to stop after abandoning the batch in flight (what SIGINT/SIGTERM do)."""
         self._stop_requested.set()
 
     def run(self) -> RunResult:
+        launch = Launch()  # one process, or one of an `accelerate launch`
         # 1. Check inputs: every setting and the whole prompts file, before any weights load or file is written.
         settings = self.settings.validate()
         prompts = load_prompts(self.prompts_file)
         selection = select_prompts(prompts, samples=self.samples, limit=self.limit, sample_range=self.sample_range)
-        prompts_name = "<dict>" if isinstance(self.prompts_file, dict) else str(self.prompts_file)
 
         # 2. Device and dtype decide the recipe; the recipe and the ids decide every job's seed and path.
-        device = available_device(settings.device)
+        device = available_device(launch.device(settings.device))
         dtype_name = resolved_dtype_name(settings.dtype, device, settings.offload)
         recipe = recipe_settings(settings, dtype_name)
         jobs = plan_jobs(selection.prompts, settings, recipe)
 
         early_log = MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
         log.addHandler(early_log)
-        lock = OutputLock(self.output_dir).acquire() if self.output_dir.is_dir() else None
+        self._lock, self._text_log = None, None
         try:
-            # 3. Skip what is done: the journal says which images exist with this very recipe.
-            records = [] if self.overwrite else read_journal_dir(self.output_dir)
-            self._refuse_other_recipe(records, recipe)
-            latest = latest_image_records(records)
-            done = finished_jobs(jobs, latest, self.output_dir) if self.save_images else set()
-            todo = [job for job in jobs if job.key not in done]
-            for skipped in selection.skipped_samples:
-                log.warning("skipping sample %d: %s", skipped.sample_idx, skipped.reason)
-            log.info("device: %s", device)
-            log.info("%d prompts selected, %d already done, %d to generate", len(jobs), len(done), len(todo))
+            # 3. Skip what is done: the main process reads the journal, under the folder's lock, and decides.
+            todo_keys = launch.decide(lambda: self._plan(jobs, recipe, selection, device))
+            todo = [job for job in jobs if job.key in todo_keys]
 
             # 4. Load the models, only if there is work (a finished run re-run just rewrites log and summary).
-            engine = Engine.load(settings, device) if todo else None
+            engine = launch.together(lambda: Engine.load(settings, device)) if todo else None
 
-            # 5. Only now touch the disk: folder, lock, text log, journal.
-            try:
-                self.output_dir.mkdir(parents=True, exist_ok=True)
-                lock = lock or OutputLock(self.output_dir).acquire()
-                text_log = logging.FileHandler(self.output_dir / TEXT_LOG_NAME, encoding="utf-8")
-            except OSError as exc:
-                raise OutputDirError(f"{self.output_dir}: cannot create the output folder ({exc.strerror or exc})") from exc
-            if remove_stale_temporaries(self.output_dir):
-                log.info("removed temporary files left by an interrupted run")
-            text_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            early_log.setTarget(text_log)
-            early_log.flush()
-            log.removeHandler(early_log)
-            log.addHandler(text_log)
-            try:
-                return self._generate_and_report(
-                    settings, recipe, device, jobs, todo, latest, selection, prompts_name, engine
-                )
-            finally:
-                log.removeHandler(text_log)
-                text_log.close()
+            # 5. Only now touch the disk: folder, lock, text log, journal (the main process).
+            run_t = launch.decide(lambda: self._open_output(early_log, recipe, device, jobs, todo, launch.world))
+
+            # 6. Generate this process's share of the work into its own journal shard.
+            started = time.perf_counter()
+            interrupted, batch_size, mine = self._generate_share(engine, settings, recipe, device, jobs, todo, launch, run_t)
+
+            # 7. Log and summary describe the whole selection, as if it had run in one go; the main process
+            #    writes them once every process is done.
+            interrupted = any(launch.gather(interrupted))
+            if not launch.is_main:
+                return RunResult(str(self.output_dir), mine, selection.skipped_samples, len(jobs), len(mine),
+                                 interrupted, device, process_index=launch.rank)
+            return self._report(settings, recipe, device, jobs, todo_keys, selection, engine, batch_size,
+                                started, run_t, interrupted, launch.world)
         finally:
             log.removeHandler(early_log)
-            if lock is not None:
-                lock.release()
+            if self._text_log is not None:
+                log.removeHandler(self._text_log)
+                self._text_log.close()
+            if self._lock is not None:
+                self._lock.release()
+
+    def _plan(self, jobs: list[Job], recipe: dict, selection, device: str) -> set[tuple[int, int]]:
+        if self.output_dir.is_dir():
+            self._lock = OutputLock(self.output_dir).acquire()
+        records = [] if self.overwrite else read_journal_dir(self.output_dir)
+        self._refuse_other_recipe(records, recipe)
+        latest = latest_image_records(records)
+        done = finished_jobs(jobs, latest, self.output_dir) if self.save_images else set()
+        todo = {job.key for job in jobs if job.key not in done}
+        for skipped in selection.skipped_samples:
+            log.warning("skipping sample %d: %s", skipped.sample_idx, skipped.reason)
+        log.info("device: %s", device)
+        log.info("%d prompts selected, %d already done, %d to generate", len(jobs), len(done), len(todo))
+        return todo
 
     def _refuse_other_recipe(self, records: list[dict], recipe: dict) -> None:
         previous = latest_run_recipe(records)
@@ -165,77 +171,106 @@ class BatchImageGenerator:
             "or choose another --output-dir."
         )
 
-    def _generate_and_report(self, settings, recipe, device, jobs, todo, latest, selection, prompts_name, engine):
-        journal_path = self.output_dir / JOURNAL_NAME
+    def _open_output(self, early_log, recipe, device, jobs, todo, processes: int) -> float:
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = self._lock or OutputLock(self.output_dir).acquire()
+            text_log = logging.FileHandler(self.output_dir / TEXT_LOG_NAME, encoding="utf-8")
+        except OSError as exc:
+            raise OutputDirError(f"{self.output_dir}: cannot create the output folder ({exc.strerror or exc})") from exc
+        text_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        early_log.setTarget(text_log)
+        early_log.flush()
+        log.removeHandler(early_log)
+        log.addHandler(text_log)
+        self._text_log = text_log
+        if remove_stale_temporaries(self.output_dir):
+            log.info("removed temporary files left by an interrupted run")
         if self.overwrite:
             for old in self.output_dir.glob("generation_journal*.jsonl"):
                 atomic_write_bytes(old, b"")
-        journal = Journal(journal_path)
-        self._append_or_stop(
-            journal,
-            {
-                "type": "run",
-                "t": time.time(),
-                "time": now_iso(),
-                "recipe": recipe,
-                "device": device,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "version": __version__,
-                "selected": len(jobs),
-                "todo": len(todo),
-            },
-        )
-        started = time.perf_counter()
-        fresh: dict[tuple[int, int], ImageResult] = {}
-        interrupted = False
-        batch_size = 1
+        run_t = time.time()
+        journal = Journal(self.output_dir / JOURNAL_NAME)
         try:
-            if todo:
-                batch_size = engine.auto_batch_size() if settings.batch_size == "auto" else settings.batch_size
-                log.info("model %s, dtype %s (VAE decode %s), batch size %d", settings.model, engine.dtype_name,
-                         engine.decode_dtype_name, batch_size)
-                tokens = {job.key: engine.token_info(job.visual_prompt) for job in todo}
-                long_prompts = sum(1 for info in tokens.values() if info.chunks > 1)
-                if long_prompts:
-                    log.warning(
-                        "%d of %d prompts are longer than CLIP's 75 tokens: %s", long_prompts, len(todo),
-                        "only their first 75 tokens are used (--truncate-prompts)" if settings.truncate_prompts
-                        else "encoded whole, in 75-token chunks (--truncate-prompts for SDXL's stock cut)",
-                    )
-                self._tokens = tokens
-                interrupted = self._generate(engine, settings, recipe, device, jobs, todo, batch_size, journal, fresh)
+            journal.append({"type": "run", "t": run_t, "time": now_iso(), "recipe": recipe, "device": device,
+                            "pid": os.getpid(), "host": socket.gethostname(), "version": __version__,
+                            "selected": len(jobs), "todo": len(todo), "processes": processes})
+        except OSError as exc:
+            raise DiskError(f"{self.output_dir}: cannot write the journal ({exc.strerror or exc})") from exc
         finally:
             journal.close()
+        return run_t
 
-        # 7. Log and summary describe the whole selection, as if it had run in one go.
-        images = []
+    def _generate_share(self, engine, settings, recipe, device, jobs, todo, launch, run_t):
+        if not todo:
+            return False, 1, []
+        # One batch size for the whole launch (the main process's device decides), and whole batches handed out:
+        # every batch holds the same images as in a one-process run, so pixels do not depend on the process count.
+        batch_size = launch.decide(
+            lambda: engine.auto_batch_size() if settings.batch_size == "auto" else settings.batch_size)
+        batches = launch.shard([todo[i : i + batch_size] for i in range(0, len(todo), batch_size)])
+        mine = [job for batch in batches for job in batch]
+        if settings.compile and batches:
+            self._compile_seconds = engine.warm_up(batch_size)
+            log.info("compiled the UNet and VAE decoder in %.1f s (not counted in images/s)", self._compile_seconds)
+        if launch.is_main:
+            log.info("model %s, dtype %s (VAE decode %s), batch size %d%s", settings.model, engine.dtype_name,
+                     engine.decode_dtype_name, batch_size, f", {launch.world} processes" if launch.distributed else "")
+        self._tokens = {job.key: engine.token_info(job.visual_prompt) for job in (todo if launch.is_main else mine)}
+        long_prompts = sum(1 for info in self._tokens.values() if info.chunks > 1)
+        if long_prompts and launch.is_main:
+            log.warning(
+                "%d of %d prompts are longer than CLIP's 75 tokens: %s", long_prompts, len(todo),
+                "only their first 75 tokens are used (--truncate-prompts)" if settings.truncate_prompts
+                else "encoded whole, in 75-token chunks (--truncate-prompts for SDXL's stock cut)",
+            )
+        name = JOURNAL_NAME if launch.rank == 0 else JOURNAL_NAME.replace(".jsonl", f".{launch.rank}.jsonl")
+        journal = Journal(self.output_dir / name)
+        others = (lambda: _count_new_images(self.output_dir, run_t, exclude=name)) if launch.distributed else None
+        fresh: dict[tuple[int, int], ImageResult] = {}
+        try:
+            interrupted = self._generate(engine, settings, recipe, device, jobs, todo, batches, batch_size, journal,
+                                         fresh, show=launch.is_main, others=others)
+        finally:
+            journal.close()
+        return interrupted, batch_size, [fresh[job.key] for job in mine if job.key in fresh]
+
+    def _report(self, settings, recipe, device, jobs, todo_keys, selection, engine, batch_size, started, run_t,
+                interrupted, processes) -> RunResult:
+        latest = latest_image_records(read_journal_dir(self.output_dir))
+        images, generated_now, decode_dtypes = [], 0, []
         for job in jobs:
-            if job.key in fresh:
-                images.append(fresh[job.key])
-            elif job.key in latest and job.key not in {j.key for j in todo}:
-                images.append(ImageResult.from_record(job, latest[job.key]))
-        result = RunResult(
-            output_dir=str(self.output_dir),
-            images=images,
-            skipped_samples=selection.skipped_samples,
-            total_prompts=len(jobs),
-            generated_now=len(fresh),
-            interrupted=interrupted,
-            device=device,
-        )
-        elapsed = time.perf_counter() - started
+            record = latest.get(job.key)
+            if record is None or record.get("recipe_key") != job.recipe_key:
+                continue
+            made_now = record.get("t", 0) >= run_t
+            if job.key in todo_keys and not made_now:
+                continue  # an older record of an image this run was to make (again) and did not reach
+            generated_now += made_now
+            images.append(ImageResult.from_record(job, record))
+            decode_dtypes.append(record.get("vae_decode_dtype"))
+        result = RunResult(str(self.output_dir), images, selection.skipped_samples, len(jobs), generated_now,
+                           interrupted, device)
+        elapsed = time.perf_counter() - started - (self._compile_seconds or 0)
         extra = {
             "music2image_version": __version__,
             **{k: v for k, v in recipe.items() if k not in ("width", "height", "steps")},
             "batch_size": batch_size,
+            "vae_decode_dtype": _one_or_all(decode_dtypes),  # as the journal says each image was decoded
+            "offload": settings.offload,
+            "vae_tiling": settings.vae_tiling,
+            "compile": settings.compile,
+            "compile_seconds": round(self._compile_seconds, 3) if self._compile_seconds else None,
+            "processes": processes,
+            "cpu_threads_per_process": _torch_threads(),  # on a CPU, float results depend on it
             "save_images": self.save_images,
-            "generated_this_run": len(fresh),
+            "generated_this_run": generated_now,
             "elapsed_seconds": round(elapsed, 3),
-            "images_per_second": round(len(fresh) / elapsed, 4) if fresh and elapsed > 0 else None,
+            "images_per_second": round(generated_now / elapsed, 4) if generated_now and elapsed > 0 else None,
             "peak_gpu_memory_bytes": engine.peak_memory_bytes() if engine else None,
             "memory_fallbacks": engine.memory_notes if engine else [],
         }
+        prompts_name = "<dict>" if isinstance(self.prompts_file, dict) else str(self.prompts_file)
         result.log_path = str(self.output_dir / LOG_NAME)
         result.summary_path = str(self.output_dir / SUMMARY_NAME)
         try:
@@ -249,46 +284,48 @@ class BatchImageGenerator:
         log.info(
             "%s: %d succeeded, %d failed, %d pending, %d generated in %.1f s",
             "interrupted" if interrupted else "finished",
-            result.successful, result.failed, len(jobs) - len(images), len(fresh), elapsed,
+            result.successful, result.failed, len(jobs) - len(images), generated_now, elapsed,
         )
         return result
 
-    def _append_or_stop(self, journal: Journal, record: dict) -> None:
-        try:
-            journal.append(record)
-        except OSError as exc:
-            raise DiskError(f"{self.output_dir}: cannot write the journal ({exc.strerror or exc})") from exc
-
     # 6. Batches → engine → background writer → journal.
-    def _generate(self, engine, settings, recipe, device, jobs, todo, batch_size, journal, fresh) -> bool:
+    def _generate(self, engine, settings, recipe, device, jobs, todo, batches, batch_size, journal, fresh,
+                  show: bool, others) -> bool:
         from tqdm import tqdm
 
-        show_bar = self.progress if self.progress is not None else sys.stderr.isatty()
+        show_bar = show and (self.progress if self.progress is not None else sys.stderr.isatty())
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", disable=not show_bar, dynamic_ncols=True)
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="music2image-writer")
         pending: deque[Future] = deque()
-        last_report = time.monotonic()
+        last_report = last_count = time.monotonic()
+        counted_elsewhere = 0
 
         def collect(future: Future) -> None:
+            nonlocal counted_elsewhere, last_count
             result = future.result()  # re-raises a write error (disk full, permission) here
             fresh[result.job.key] = result
             if not result.ok:
                 log.warning("failed: sample %d prompt %d: %s", result.job.sample_idx, result.job.prompt_id, result.error)
-            bar.update(1)
+            step = 1
+            if others is not None and time.monotonic() - last_count > 2:  # one view: count the other processes too
+                last_count = time.monotonic()
+                now = others()
+                step, counted_elsewhere = step + now - counted_elsewhere, now
+            bar.update(step)
 
         interrupted = False
         try:
             with _stop_on_signals(self._stop_requested):
-                for start in range(0, len(todo), batch_size):
+                for batch in batches:
                     if self._stop_requested.is_set():
                         interrupted = True
                         break
-                    batch = todo[start : start + batch_size]
                     t0 = time.perf_counter()
+                    requests = [ImageRequest(job.visual_prompt, job.seed) for job in batch]
+                    if settings.compile:  # a compiled graph has a fixed batch shape: pad with repeats, drop them
+                        requests += requests[-1:] * (batch_size - len(requests))
                     try:
-                        outcomes = engine.generate(
-                            [ImageRequest(job.visual_prompt, job.seed) for job in batch], self._stop_requested.is_set
-                        )
+                        outcomes = engine.generate(requests, self._stop_requested.is_set)[: len(batch)]
                     except StopRequested:
                         interrupted = True
                         break
@@ -298,7 +335,7 @@ class BatchImageGenerator:
                     # Saving overlaps the next batch; keep at most two batches in flight so memory stays bounded.
                     while len(pending) > 2 * batch_size or (pending and pending[0].done()):
                         collect(pending.popleft())
-                    if not show_bar and time.monotonic() - last_report > 30:
+                    if show and not show_bar and time.monotonic() - last_report > 30:
                         last_report = time.monotonic()
                         log.info("progress: %d/%d images", bar.n, len(jobs))
             while pending:
@@ -329,8 +366,10 @@ class BatchImageGenerator:
             "seed": job.seed,
             "recipe_key": job.recipe_key,
             "device": device,
+            "pid": os.getpid(),
             "seconds": round(seconds, 4),
             "notes": outcome.notes,
+            "vae_decode_dtype": outcome.decode_dtype,
             "token_count": self._tokens[job.key].tokens,
             "prompt_encoding": self._tokens[job.key].encoding(settings.truncate_prompts),
             "image_path": None,
@@ -360,6 +399,27 @@ class BatchImageGenerator:
             token_count=record["token_count"],
             prompt_encoding=record["prompt_encoding"],
         )
+
+
+def _count_new_images(output_dir: Path, since: float, exclude: str) -> int:
+    """Images the other processes of this launch have journaled (for the main process's progress bar)."""
+    count = 0
+    for path in Path(output_dir).glob("generation_journal*.jsonl"):
+        if path.name != exclude:
+            count += sum(1 for r in Journal.read(path) if r.get("type") == "image" and r.get("t", 0) >= since)
+    return count
+
+
+def _one_or_all(values):
+    """The one value every record shares, or the sorted list of them when they differ (None when there are none)."""
+    found = sorted({v for v in values if v is not None})
+    return found[0] if len(found) == 1 else (found or None)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def library_versions() -> dict:
@@ -475,6 +535,7 @@ def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | 
         dtype=recipe["dtype"],
         truncate_prompts=recipe.get("truncate_prompts", False),
         image_format=recipe.get("image_format", "png"),
+        compile=recipe.get("compile", False),
         device=device or document.get("device", "auto"),
         batch_size=1,
     ).validate()

@@ -45,6 +45,8 @@ def recipe_settings(settings: GenerationSettings, dtype_name: str) -> dict:
         "seed": settings.seed,
         "truncate_prompts": settings.truncate_prompts,
         "image_format": settings.image_format,
+        # Compiled kernels round differently; written only when on, so recipes from before the flag still match.
+        **({"compile": True} if settings.compile else {}),
     }
 
 

@@ -74,8 +74,9 @@ class RunResult:
     generated_now: int  # made by this run (the rest were already done)
     interrupted: bool = False
     device: str = ""
-    log_path: str | None = None
+    log_path: str | None = None  # written by the main process only
     summary_path: str | None = None
+    process_index: int = 0  # under `accelerate launch`: which process this result is from
 
     @property
     def successful(self) -> int:

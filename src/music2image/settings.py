@@ -58,6 +58,7 @@ class GenerationSettings:
     batch_size: int | str = "auto"
     offload: str = "none"
     vae_tiling: bool = False
+    compile: bool = False  # torch.compile the UNet and VAE decoder (fixed shapes; fused kernels move pixels by ~1)
     image_format: str = "png"
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 

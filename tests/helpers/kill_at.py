@@ -2,6 +2,8 @@
 
     python tests/helpers/kill_at.py POINT N generate --prompts-file ...
 
+Under `accelerate launch`, KILL_RANK=R limits the kill to process R (the others run on).
+
 POINT: decode (mid-generation), half-png (a temporary PNG half written), rename (PNG written, not renamed),
 journal (PNG in place, not journaled), torn-journal (half a journal line), log (the final JSON being written).
 """
@@ -20,6 +22,8 @@ hits = 0
 
 def reached() -> bool:
     global hits
+    if os.environ.get("KILL_RANK", os.environ.get("RANK", "0")) != os.environ.get("RANK", "0"):
+        return False
     hits += 1
     return hits == target
 
