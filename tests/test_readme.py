@@ -21,7 +21,7 @@ def test_readme_has_install_main_job_and_test_commands():
 
 
 def test_readme_offline_smoke_run_works_as_written(workdir):
-    (smoke,) = [c for c in _bash_blocks() if "--model tiny" in c]
+    (smoke,) = [c for c in _bash_blocks() if c.startswith("music2image generate") and "--model tiny" in c]
     shutil.copytree(REPO / "examples", workdir / "examples")
     argv = shlex.split(smoke)
     assert argv[0] == "music2image"
@@ -47,3 +47,22 @@ def test_example_prompts_fit_clip_and_follow_the_upstream_shape():
         assert {"key", "tonality", "tempo", "mood"} <= set(raw_sample["musical_features"])
         for prompt in sample.prompts:
             assert len(tokenizer.encode(prompt.visual_prompt)) + 2 <= 77  # + start and end tokens
+
+
+def test_readme_from_music_commands_work_as_written(workdir):
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "helpers"))
+    from synth import progression, write_wav
+
+    (workdir / "music").mkdir()
+    write_wav(workdir / "music" / "a_major.wav", progression(57, "major", 132, 6))
+    write_wav(workdir / "music" / "d_minor.flac", progression(62, "minor", 76, 6))
+    run_line = next(c for c in _bash_blocks() if c.startswith("music2image run"))
+    prompts_line = next(c for c in _bash_blocks() if c.startswith("music2image prompts"))
+    for line in (run_line, prompts_line):
+        out = run_subprocess(["-m", "music2image", *shlex.split(line)[1:]], cwd=workdir)
+        assert out.returncode == 0, out.stderr
+    summary = read_json(workdir / "images_from_music" / "image_generation_summary.json")
+    assert summary["total_images_generated"] == 10 and summary["by_mode"] == {"convergent": 6, "divergent": 4}
+    assert read_json(workdir / "my_prompts.json") == read_json(workdir / "generated_prompts" / "visual_prompts_complete.json")

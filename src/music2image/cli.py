@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from . import __version__
@@ -105,12 +106,28 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
                    help="prompts per pipeline call; auto: from free GPU memory, 1 on CPU (default: %(default)s)")
     p.add_argument("--offload", default=d.offload, choices=OFFLOAD_MODES, help="move weights to the GPU only when used (default: %(default)s)")
     p.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory at large sizes)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the UNet and VAE decoder for the run's fixed shapes (compile time reported apart)")
     p.add_argument("--format", dest="image_format", default=d.image_format, choices=IMAGE_FORMATS, help="image file format (default: %(default)s)")
     p.add_argument("--truncate-prompts", action="store_true",
                    help="keep only the first 75 CLIP tokens of each prompt, as stock SDXL does (default: encode long "
                         "prompts whole, in 75-token chunks)")
     p.add_argument("--overwrite", action="store_true", help="regenerate everything, even images already made with another recipe")
     p.add_argument("--quiet", action="store_true", help="no progress bar; only warnings and errors")
+
+
+def _add_prompt_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--convergent", type=_int, default=3, help="convergent prompts per sample (default: %(default)s)")
+    p.add_argument("--divergent", type=_int, default=2, help="divergent prompts per sample (default: %(default)s)")
+    p.add_argument("--convergent-temperature", type=_float, default=0.4,
+                   help="sampling temperature of convergent prompts; 0 = always the best match (default: %(default)s)")
+    p.add_argument("--divergent-temperature", type=_float, default=0.8,
+                   help="sampling temperature of divergent prompts (default: %(default)s)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="read upstream .npy datasets (np.load with pickle: can run code from the file; trusted files only)")
+    p.add_argument("--text-model", metavar="DIR",
+                   help="a local transformers causal-LM folder that writes the sentences (default: the built-in "
+                        "descriptor vocabulary)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +173,30 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--json", action="store_true", help="the summary JSON, for machines")
     summary.set_defaults(func=_cmd_summary)
 
+    prompts = commands.add_parser(
+        "prompts", help="analyse music and write a visual-prompts file",
+        description="Analyse audio files (wav, flac, ogg, mp3, aiff) or folders of them and write visual prompts in "
+                    "the schema `generate` reads.", epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    prompts.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files, folders, or an upstream .npy dataset")
+    prompts.add_argument("--output", default=DEFAULT_PROMPTS_FILE, help="the visual-prompts JSON (default: %(default)s)")
+    _add_prompt_flags(prompts)
+    prompts.add_argument("--seed", type=_int, default=GenerationSettings().seed,
+                         help="prompt sampling seed; each prompt's comes from (seed, sample_idx, prompt_id) (default: %(default)s)")
+    prompts.add_argument("--overwrite", action="store_true", help="replace an existing, different --output file")
+    prompts.add_argument("--quiet", action="store_true", help="no progress bar; only warnings and errors")
+    prompts.set_defaults(func=_cmd_prompts)
+
+    run = commands.add_parser(
+        "run", help="music to images in one command: `prompts`, then `generate`",
+        description="Analyse the audio, write the visual prompts to --prompts-file, then generate the images. "
+                    "Every `generate` flag works here; running it again resumes.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files, folders, or an upstream .npy dataset")
+    _add_generation_flags(run)
+    _add_prompt_flags(run)
+    run.set_defaults(func=_cmd_run)
+
     tiny = commands.add_parser("make-tiny-model", help="write the tiny random SDXL (base + refiner) used for offline tests")
     tiny.add_argument("directory", help="folder to write base/ and refiner/ into")
     tiny.set_defaults(func=_cmd_make_tiny_model)
@@ -175,18 +216,8 @@ def _configure_logging(quiet: bool) -> None:
     logger.addHandler(handler)
 
 
-def _cmd_generate(args) -> int:
-    from .generator import BatchImageGenerator
-
-    generator = BatchImageGenerator(
-        prompts_file=args.prompts_file,
-        output_dir=args.output_dir,
-        limit=args.limit,
-        samples=args.samples,
-        sample_range=args.sample_range,
-        save_images=not args.no_save,
-        overwrite=args.overwrite,
-        progress=False if args.quiet else None,
+def _settings_from_args(args) -> GenerationSettings:
+    return GenerationSettings(
         model=args.model,
         refiner=args.refiner,
         refiner_model=args.refiner_model,
@@ -204,11 +235,30 @@ def _cmd_generate(args) -> int:
         batch_size=args.batch_size,
         offload=args.offload,
         vae_tiling=args.vae_tiling,
+        compile=args.compile,
         image_format=args.image_format,
         truncate_prompts=args.truncate_prompts,
         vae=args.vae,
     )
+
+
+def _cmd_generate(args) -> int:
+    from .generator import BatchImageGenerator
+
+    generator = BatchImageGenerator(
+        prompts_file=args.prompts_file,
+        output_dir=args.output_dir,
+        limit=args.limit,
+        samples=args.samples,
+        sample_range=args.sample_range,
+        save_images=not args.no_save,
+        overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+        settings=_settings_from_args(args),
+    )
     result = generator.run()
+    if result.process_index:  # under `accelerate launch`, the main process speaks for the launch
+        return result.exit_status
     state = "interrupted" if result.interrupted else "done"
     print(
         f"{state}: {result.successful} succeeded, {result.failed} failed, "
@@ -216,6 +266,36 @@ def _cmd_generate(args) -> int:
         f"-> {result.log_path}"
     )
     return result.exit_status
+
+
+def _write_prompts(args, output: str, overwrite: bool) -> dict:
+    from .music import PromptPlan, write_prompts_file
+
+    plan = PromptPlan(convergent=args.convergent, divergent=args.divergent,
+                      convergent_temperature=args.convergent_temperature,
+                      divergent_temperature=args.divergent_temperature, seed=args.seed)
+    document = write_prompts_file(args.audio, output, plan, allow_pickle=args.allow_pickle, text_model=args.text_model,
+                                  overwrite=overwrite, progress=not args.quiet and sys.stderr.isatty())
+    meta = document["metadata"]
+    prompts = sum(len(sample["prompts"]) for sample in document["samples"])
+    print(f"prompts: {meta['total_samples'] - meta['skipped_samples']} samples, {prompts} prompts, "
+          f"{meta['skipped_samples']} skipped -> {output}")
+    return document
+
+
+def _cmd_prompts(args) -> int:
+    document = _write_prompts(args, args.output, args.overwrite)
+    return ExitStatus.OK if document["metadata"]["skipped_samples"] < document["metadata"]["total_samples"] else ExitStatus.SOME_FAILED
+
+
+def _cmd_run(args) -> int:
+    # Validate the image settings before spending minutes on audio analysis.
+    _settings_from_args(args).validate()
+    document = _write_prompts(args, args.prompts_file, args.overwrite)
+    if not any(sample["prompts"] for sample in document["samples"]):
+        print("music2image: no sample gave prompts (see the warnings above); no images to make", file=sys.stderr)
+        return ExitStatus.SOME_FAILED
+    return _cmd_generate(args)
 
 
 def _cmd_show(args) -> int:
@@ -282,13 +362,15 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (already printed as one line)
         return int(exc.code or 0)
-    _configure_logging(getattr(args, "quiet", False))
+    # Under `accelerate launch` only the main process (RANK 0) talks; the others report warnings and errors.
+    _configure_logging(getattr(args, "quiet", False) or os.environ.get("RANK", "0") != "0")
     try:
         return int(args.func(args))
     except Music2ImageError as exc:
         if args.traceback:
             raise
-        print(f"music2image: error: {exc}", file=sys.stderr)
+        if not getattr(exc, "shared", False) or os.environ.get("RANK", "0") == "0":  # one message per launch
+            print(f"music2image: error: {exc}", file=sys.stderr)
         return int(exc.exit_status)
     except KeyboardInterrupt:
         if args.traceback:

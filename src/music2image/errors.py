@@ -60,3 +60,7 @@ class DiskError(Music2ImageError):
     """Writing results failed (disk full, permission denied). The journal stays intact; re-run to resume."""
 
     exit_status = ExitStatus.SOME_FAILED
+
+
+class AudioInputError(Music2ImageError):
+    """The audio given to `music2image prompts` cannot be used at all (missing, unsupported, unsafe)."""
