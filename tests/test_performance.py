@@ -125,3 +125,24 @@ def test_compile_is_part_of_the_recipe(ten_prompts, tiny_model, workdir):
     flags = [*ten_prompts, *model_flags(tiny_model), *SMALL, "--limit", "1", "--quiet"]
     assert run_cli(*flags) == 0
     assert run_cli(*flags, "--compile") == 2  # the folder holds eager images: refused, not mixed
+
+
+@pytest.mark.parametrize("offload, device, gib, refiner, expected", [
+    ("auto", "cpu", None, False, ("none", False)),
+    ("auto", "cuda", 80, False, ("none", False)),  # an H100 holds everything
+    ("auto", "cuda", 24, True, ("none", False)),  # base + refiner fit in 24 GiB
+    ("auto", "cuda", 8, False, ("model", True)),  # an 8 GiB card: offload and tiling, said on screen
+    ("auto", "cuda", 12, True, ("model", True)),  # 12 GiB is enough for the base, not base + refiner
+    ("none", "cuda", 8, False, ("none", False)),  # an explicit choice is kept
+    ("sequential", "cuda", 80, False, ("sequential", False)),
+])
+def test_memory_mode_is_chosen_automatically_only_for_small_gpus(offload, device, gib, refiner, expected):
+    from music2image.engine import memory_mode
+    from music2image.settings import GenerationSettings
+
+    settings = GenerationSettings(offload=offload, refiner=refiner)
+    chosen_offload, tiling, why = memory_mode(settings, device, "float16", None if gib is None else gib * 2**30)
+    assert (chosen_offload, tiling) == expected
+    assert (why is not None) == (offload == "auto" and expected[0] == "model")
+    if why:
+        assert f"{gib:.1f} GiB" in why and "--offload none" in why

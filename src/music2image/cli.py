@@ -106,6 +106,11 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
                    help="prompts per pipeline call; auto: from free GPU memory, 1 on CPU (default: %(default)s)")
     p.add_argument("--offload", default=d.offload, choices=OFFLOAD_MODES, help="move weights to the GPU only when used (default: %(default)s)")
     p.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory at large sizes)")
+    p.add_argument("--lora", metavar="PATH_OR_ID",
+                   help="a LoRA for the base (.safetensors file, folder or hub id), fused into the weights; few-step "
+                        "LoRAs (LCM, Lightning, Hyper-SD) also want --scheduler, --timestep-spacing trailing, low "
+                        "--guidance-scale and --steps")
+    p.add_argument("--lora-scale", type=_float, default=1.0, help="strength of --lora (default: %(default)s)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the UNet and VAE decoder for the run's fixed shapes (compile time reported apart)")
     p.add_argument("--format", dest="image_format", default=d.image_format, choices=IMAGE_FORMATS, help="image file format (default: %(default)s)")
@@ -236,6 +241,8 @@ def _settings_from_args(args) -> GenerationSettings:
         offload=args.offload,
         vae_tiling=args.vae_tiling,
         compile=args.compile,
+        lora=args.lora,
+        lora_scale=args.lora_scale,
         image_format=args.image_format,
         truncate_prompts=args.truncate_prompts,
         vae=args.vae,

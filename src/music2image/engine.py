@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -69,13 +70,34 @@ def available_device(requested: str) -> str:
 def resolved_dtype_name(dtype: str, device: str, offload: str = "none") -> str:
     """auto → float16 on CUDA, float32 elsewhere (MPS float16 SDXL decodes are unreliable). Also refuses the
     device-dependent combinations that would only fail after minutes of loading."""
-    if offload != "none" and not device.startswith("cuda"):
+    if offload not in ("none", "auto") and not device.startswith("cuda"):
         raise SettingsError(f"--offload {offload}: offloading moves weights between CPU and a GPU; it needs --device cuda")
     if dtype != "auto":
         if dtype == "float16" and device == "cpu":
             raise SettingsError("--dtype float16 on cpu: PyTorch's CPU kernels are slow or missing in float16; use float32 or bfloat16")
         return dtype
     return "float16" if device.startswith("cuda") else "float32"
+
+
+# SDXL base weights in half precision: UNet 5.1 GB + text encoders 1.6 GB + VAE 0.2 GB; the refiner adds ~4.5 GB.
+# With ~3 GB of working memory for a 1024² batch of one, a GPU below this cannot hold everything at once.
+BASE_RESIDENT_BYTES = 10e9
+REFINER_EXTRA_BYTES = 4.5e9
+
+
+def memory_mode(settings: GenerationSettings, device: str, dtype_name: str, total_bytes: int | None) -> tuple[str, bool, str | None]:
+    """(offload, vae_tiling, why) for this run. `--offload auto` turns on model offload and VAE tiling only when
+    the GPU is too small for the whole pipeline; anything the user chose explicitly is kept as is."""
+    if settings.offload != "auto":
+        return settings.offload, settings.vae_tiling, None
+    if not device.startswith("cuda") or total_bytes is None:
+        return "none", settings.vae_tiling, None
+    need = (BASE_RESIDENT_BYTES + (REFINER_EXTRA_BYTES if settings.refiner else 0)) * (2 if dtype_name == "float32" else 1)
+    if total_bytes >= need:
+        return "none", settings.vae_tiling, None
+    why = (f"the GPU has {total_bytes / 2**30:.1f} GiB, less than the ~{need / 2**30:.0f} GiB this pipeline needs at "
+           f"once: using model offload and VAE tiling (slower; --offload none to keep everything on the GPU)")
+    return "model", True, why
 
 
 def _torch_dtype(name: str):
@@ -116,6 +138,23 @@ def _make_scheduler(name: str, config, timestep_spacing: str | None):
     return DDIMScheduler.from_config(config, **overrides)
 
 
+def _fuse_lora(pipe, source: str, scale: float) -> None:
+    """Load a LoRA (SDXL-Lightning, LCM-LoRA, Hyper-SD, a style...) into the base and fuse it into the weights:
+    no per-step cost afterwards. Needs peft, as diffusers' LoRA loading does."""
+    path = Path(os.path.expanduser(source))
+    kwargs = {}
+    if path.is_file():
+        path, kwargs = path.parent, {"weight_name": path.name}
+    try:
+        pipe.load_lora_weights(str(path) if path.exists() else source, adapter_name="music2image", **kwargs)
+        pipe.fuse_lora(lora_scale=scale)
+        pipe.unload_lora_weights()  # the fused weights stay; the separate LoRA layers go
+    except ImportError as exc:
+        raise ModelLoadError(f"--lora {source}: loading a LoRA needs peft (pip install peft): {exc}") from exc
+    except Exception as exc:
+        raise _load_error("--lora", source, exc) from exc
+
+
 def _load_error(flag: str, source: str, exc: Exception) -> ModelLoadError:
     hint = ""
     if not os.path.exists(source):
@@ -151,6 +190,7 @@ class Engine:
         self.refiner = refiner
         self.decode_dtype_name = self._choose_decode_dtype()
         self.memory_notes: list[str] = []
+        self.offload, self.vae_tiling = settings.offload, settings.vae_tiling  # resolved by load()
         self._oom_fallback_used = False
         self._keep_float = False
 
@@ -184,6 +224,8 @@ class Engine:
         except Exception as exc:  # diffusers raises OSError, ValueError, EnvironmentError, ... for bad sources
             raise _load_error("--model", settings.model, exc) from exc
         base.scheduler = _make_scheduler(settings.scheduler, base.scheduler.config, settings.timestep_spacing)
+        if settings.lora:
+            _fuse_lora(base, settings.lora, settings.lora_scale)
         refiner = None
         if settings.refiner:
             refiner_source = _resolve_source(settings.refiner_model, "refiner")
@@ -201,7 +243,12 @@ class Engine:
                 raise _load_error("--refiner-model", settings.refiner_model, exc) from exc
             refiner.scheduler = _make_scheduler(settings.scheduler, refiner.scheduler.config, settings.timestep_spacing)
         engine = cls(settings, device, dtype_name, base, refiner)
-        engine._place(settings.offload, settings.vae_tiling)
+        total = torch.cuda.get_device_properties(device).total_memory if device.startswith("cuda") else None
+        engine.offload, engine.vae_tiling, why = memory_mode(settings, device, dtype_name, total)
+        if why:
+            log.warning(why)
+            engine.memory_notes.append(f"model_offload+vae_tiling: {why}")
+        engine._place(engine.offload, engine.vae_tiling)
         log.info("loaded %s in %.1f s", settings.model, time.perf_counter() - started)
         if torch.cuda.is_available() and device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)
@@ -415,7 +462,7 @@ class Engine:
         """The batch size for `--batch-size auto`: 1 off CUDA; on CUDA, from free memory at this image size."""
         import torch
 
-        if not self.device.startswith("cuda") or self.settings.offload != "none":
+        if not self.device.startswith("cuda") or self.offload != "none":
             return 1
         free, _total = torch.cuda.mem_get_info(self.device)
         # Rough activation cost of one image (with its CFG twin) in the SDXL UNet at half precision, scaled

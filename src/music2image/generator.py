@@ -86,6 +86,7 @@ class BatchImageGenerator:
         self._stop_requested = threading.Event()
         self._tokens: dict = {}
         self._compile_seconds = None
+        self._memory_mode = (None, None)
 
     def request_stop(self) -> None:
         """Ask the run to stop after abandoning the batch in flight (what SIGINT/SIGTERM do)."""
@@ -210,6 +211,7 @@ class BatchImageGenerator:
             lambda: engine.auto_batch_size() if settings.batch_size == "auto" else settings.batch_size)
         batches = launch.shard([todo[i : i + batch_size] for i in range(0, len(todo), batch_size)])
         mine = [job for batch in batches for job in batch]
+        self._memory_mode = (engine.offload, engine.vae_tiling)
         if settings.compile and batches:
             self._compile_seconds = engine.warm_up(batch_size)
             log.info("compiled the UNet and VAE decoder in %.1f s (not counted in images/s)", self._compile_seconds)
@@ -238,7 +240,7 @@ class BatchImageGenerator:
     def _report(self, settings, recipe, device, jobs, todo_keys, selection, engine, batch_size, started, run_t,
                 interrupted, processes) -> RunResult:
         latest = latest_image_records(read_journal_dir(self.output_dir))
-        images, generated_now, decode_dtypes = [], 0, []
+        images, generated_now, included = [], 0, []
         for job in jobs:
             record = latest.get(job.key)
             if record is None or record.get("recipe_key") != job.recipe_key:
@@ -248,7 +250,7 @@ class BatchImageGenerator:
                 continue  # an older record of an image this run was to make (again) and did not reach
             generated_now += made_now
             images.append(ImageResult.from_record(job, record))
-            decode_dtypes.append(record.get("vae_decode_dtype"))
+            included.append(record)
         result = RunResult(str(self.output_dir), images, selection.skipped_samples, len(jobs), generated_now,
                            interrupted, device)
         elapsed = time.perf_counter() - started - (self._compile_seconds or 0)
@@ -256,9 +258,10 @@ class BatchImageGenerator:
             "music2image_version": __version__,
             **{k: v for k, v in recipe.items() if k not in ("width", "height", "steps")},
             "batch_size": batch_size,
-            "vae_decode_dtype": _one_or_all(decode_dtypes),  # as the journal says each image was decoded
-            "offload": settings.offload,
-            "vae_tiling": settings.vae_tiling,
+            # What ran, as the journal says of each image (a re-run that loads no model still reports it).
+            "vae_decode_dtype": _one_or_all(r.get("vae_decode_dtype") for r in included),
+            "offload": _one_or_all(r.get("offload") for r in included) or settings.offload,
+            "vae_tiling": _one_or_all(r.get("vae_tiling") for r in included) or settings.vae_tiling,
             "compile": settings.compile,
             "compile_seconds": round(self._compile_seconds, 3) if self._compile_seconds else None,
             "processes": processes,
@@ -370,6 +373,8 @@ class BatchImageGenerator:
             "seconds": round(seconds, 4),
             "notes": outcome.notes,
             "vae_decode_dtype": outcome.decode_dtype,
+            "offload": self._memory_mode[0],
+            "vae_tiling": self._memory_mode[1],
             "token_count": self._tokens[job.key].tokens,
             "prompt_encoding": self._tokens[job.key].encoding(settings.truncate_prompts),
             "image_path": None,
@@ -536,6 +541,8 @@ def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | 
         truncate_prompts=recipe.get("truncate_prompts", False),
         image_format=recipe.get("image_format", "png"),
         compile=recipe.get("compile", False),
+        lora=recipe.get("lora"),
+        lora_scale=recipe.get("lora_scale", 1.0),
         device=device or document.get("device", "auto"),
         batch_size=1,
     ).validate()

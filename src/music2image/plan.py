@@ -47,6 +47,7 @@ def recipe_settings(settings: GenerationSettings, dtype_name: str) -> dict:
         "image_format": settings.image_format,
         # Compiled kernels round differently; written only when on, so recipes from before the flag still match.
         **({"compile": True} if settings.compile else {}),
+        **({"lora": settings.lora, "lora_scale": settings.lora_scale} if settings.lora else {}),
     }
 
 

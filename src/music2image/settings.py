@@ -18,7 +18,7 @@ SCHEDULERS = ("euler", "euler-a", "dpm++2m", "dpm++2m-karras", "unipc", "ddim")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICES_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-OFFLOAD_MODES = ("none", "model", "sequential")
+OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 IMAGE_FORMATS = ("png", "webp", "jpeg")
 # A1111 sampler names, so the `parameters` chunk reads the way the SD ecosystem expects.
 SAMPLER_NAMES = {
@@ -56,8 +56,10 @@ class GenerationSettings:
     # runtime choices: same pixels, other speed or memory
     device: str = "auto"
     batch_size: int | str = "auto"
-    offload: str = "none"
+    offload: str = "auto"  # auto: model offload + VAE tiling only on a GPU too small to hold everything
     vae_tiling: bool = False
+    lora: str | None = None  # a LoRA for the base UNet/text encoders (folder, .safetensors file or hub id), fused
+    lora_scale: float = 1.0
     compile: bool = False  # torch.compile the UNet and VAE decoder (fixed shapes; fused kernels move pixels by ~1)
     image_format: str = "png"
     extra: dict = field(default_factory=dict, compare=False, repr=False)
@@ -116,6 +118,10 @@ class GenerationSettings:
             problems += model_source_problems("--vae", self.vae, marker="config.json")
         if self.refiner:
             problems += model_source_problems("--refiner-model", self.refiner_model)
+        if self.lora is not None:
+            problems += lora_source_problems(self.lora)
+        if not _finite(self.lora_scale) or not -10 <= self.lora_scale <= 10:
+            problems.append(f"--lora-scale {self.lora_scale!r}: must be a number from -10 to 10")
         return problems
 
     def validate(self) -> "GenerationSettings":
@@ -127,6 +133,22 @@ class GenerationSettings:
 
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def lora_source_problems(source: str) -> list[str]:
+    """A LoRA is a .safetensors file, a folder holding one, or a hub id (`org/name`)."""
+    if not isinstance(source, str) or not source.strip():
+        return ["--lora: must name a LoRA (a .safetensors file, a folder with one, or a hub id)"]
+    path = Path(source).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return [f"--lora {source}: pickle weights can run arbitrary code when loaded; use a .safetensors LoRA"]
+    if path.is_file():
+        return [] if path.suffix.lower() == ".safetensors" else [f"--lora {source}: not a .safetensors file"]
+    if path.is_dir():
+        return [] if any(path.glob("*.safetensors")) else [f"--lora {source}: folder holds no .safetensors file"]
+    if source.startswith((".", "/", "~")) or source.count("/") != 1:
+        return [f"--lora {source}: no such file or folder (and not a hub id like latent-consistency/lcm-lora-sdxl)"]
+    return []
 
 
 def model_source_problems(flag: str, source: str, marker: str = "model_index.json") -> list[str]:
