@@ -84,3 +84,17 @@ def run_subprocess(args: list[str], cwd: Path, **kwargs) -> subprocess.Completed
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+# Fields that are about *when* or *how long*, not *what*: the only ones a resumed run may differ in.
+VOLATILE = frozenset({"generation_timestamp", "elapsed_seconds", "images_per_second", "generation_time",
+                      "generated_this_run"})
+
+
+def stable(document, volatile=VOLATILE):
+    """`document` without the volatile fields, at any depth (to compare logs and summaries of two runs)."""
+    if isinstance(document, dict):
+        return {k: stable(v, volatile) for k, v in document.items() if k not in volatile}
+    if isinstance(document, list):
+        return [stable(v, volatile) for v in document]
+    return document

@@ -2,27 +2,17 @@
 
 import json
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SMALL, model_flags, prompts_doc, read_json
+from conftest import REPO, SMALL, VOLATILE, model_flags, prompts_doc, read_json, stable
 
 from music2image.outputs import OutputLock, read_journal_dir
 
 # Besides timestamps and durations, only the fields that say how the work was split may differ.
-VOLATILE = {"generation_timestamp", "elapsed_seconds", "images_per_second", "generation_time", "generated_this_run",
-            "processes", "batch_size"}
-
-
-def _stable(document):
-    if isinstance(document, dict):
-        return {k: _stable(v) for k, v in document.items() if k not in VOLATILE}
-    if isinstance(document, list):
-        return [_stable(v) for v in document]
-    return document
+SPLIT = VOLATILE | {"processes", "batch_size"}
 
 
 def _pngs(folder: Path) -> dict[str, bytes]:
@@ -78,7 +68,7 @@ def test_two_processes_make_exactly_what_one_process_makes(setup):
 
     assert _pngs(images) == _pngs(single)  # the same files, byte for byte
     for name in ("image_generation_log.json", "image_generation_summary.json"):
-        assert _stable(read_json(images / name)) == _stable(read_json(single / name))
+        assert stable(read_json(images / name), SPLIT) == stable(read_json(single / name), SPLIT)
     log = read_json(images / "image_generation_log.json")
     assert log["metadata"]["processes"] == 2
 
@@ -122,7 +112,7 @@ def test_one_process_killed_then_resume_with_one_process(setup):
     assert _pngs(images) == _pngs(single)  # complete, byte for byte
     assert not [p for p in images.rglob("*") if p.name.endswith(".tmp")]  # nothing torn left behind
     for name in ("image_generation_log.json", "image_generation_summary.json"):
-        assert _stable(read_json(images / name)) == _stable(read_json(single / name))
+        assert stable(read_json(images / name), SPLIT) == stable(read_json(single / name), SPLIT)
     after = [r for r in read_journal_dir(images) if r.get("type") == "image" and r["status"] == "success"]
     made = [(r["sample_idx"], r["prompt_id"]) for r in after]
     assert len(made) == len(set(made)) == 10  # nothing finished before the kill was made again

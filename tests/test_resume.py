@@ -10,21 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SMALL, model_flags, prompts_doc, read_json, run_cli, run_subprocess
+from conftest import REPO, SMALL, model_flags, prompts_doc, read_json, run_cli, run_subprocess, stable
 
 from music2image.outputs import JOURNAL_NAME, Journal, OutputLock
-
-# Fields that are about *when* or *how long*, not *what*: the only ones allowed to differ after a resume.
-VOLATILE = {"generation_timestamp", "elapsed_seconds", "images_per_second", "generation_time", "generated_this_run"}
-
-
-def _stable(document):
-    if isinstance(document, dict):
-        return {k: _stable(v) for k, v in document.items() if k not in VOLATILE}
-    if isinstance(document, list):
-        return [_stable(v) for v in document]
-    return document
-
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
@@ -74,7 +62,7 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(point, crash_s
     assert _files(out_dir) == _files(reference)  # same files, byte for byte
     assert _all_names(out_dir) == _all_names(reference)  # and nothing else: no temporaries, no torn files
     for name in ("image_generation_log.json", "image_generation_summary.json"):
-        assert _stable(read_json(out_dir / name)) == _stable(read_json(reference / name))
+        assert stable(read_json(out_dir / name)) == stable(read_json(reference / name))
     # Nothing finished before the kill was made again: one success record per image, ever.
     records = [(r["sample_idx"], r["prompt_id"]) for r in _image_records(out_dir) if r["status"] == "success"]
     assert len(records) == len(set(records)) == 10
