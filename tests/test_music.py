@@ -239,6 +239,10 @@ def test_run_goes_from_music_to_images_and_resumes(audio_dir, workdir, tiny_mode
     assert run_cli(*args) == 0  # the same prompts again, every image already there: nothing made twice
     assert read_json(images / "image_generation_log.json")["metadata"]["generated_this_run"] == 0
     assert {p: p.read_bytes() for p in images.rglob("*.png")} == before
+    # The gallery says what music each row came from.
+    assert run_cli("gallery", "images") == 0
+    page = (images / "index.html").read_text()
+    assert "01_c_major.wav · C major · 14" in page and "02_a_minor.flac · A minor · 8" in page
 
 
 def test_run_checks_image_settings_before_analysing_audio(audio_dir, workdir, capsys):

@@ -208,6 +208,7 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256) -> Path:
     log, entries = load_entries(output_dir)
     samples = by_sample(entries)
     modes = sorted({e.mode for e in entries}, key=_mode_order)
+    music = _music_of_samples(output_dir, log)
     recipes = []
     rows = []
     for idx, items in samples.items():
@@ -228,7 +229,9 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256) -> Path:
                 cards.append(_card(entry, thumb, len(recipes) - 1))
             groups.append(f'<div class="group" data-mode="{html.escape(mode, quote=True)}">'
                           f'<h3>{html.escape(mode)}</h3><div class="cards">{"".join(cards)}</div></div>')
-        rows.append(f'<section class="sample" id="sample-{idx}" data-sample="{idx}"><h2>Sample {idx}</h2>'
+        about = music.get(idx)
+        about_html = f' <span class="music">{html.escape(about)}</span>' if about else ""
+        rows.append(f'<section class="sample" id="sample-{idx}" data-sample="{idx}"><h2>Sample {idx}{about_html}</h2>'
                     f'<div class="groups">{"".join(groups)}</div></section>')
     for skipped in log.get("skipped_samples", []):
         rows.append(f'<section class="sample skipped" data-sample="{int(skipped["sample_idx"])}"><h2>Sample '
@@ -250,6 +253,39 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256) -> Path:
     target = output_dir / "index.html"
     atomic_write_bytes(target, page.encode("utf-8"))
     return target
+
+
+def _music_of_samples(output_dir: Path, log: dict) -> dict[int, str]:
+    """One line per sample about its music (source file, key and mode, tempo, mood), from the prompts file the run
+    read, when it is still there and has musical_features (as `music2image prompts` writes). Best effort: the
+    gallery never fails for want of it."""
+    name = log.get("metadata", {}).get("prompts_file")
+    if not isinstance(name, str):
+        return {}
+    for candidate in (Path(name), output_dir.parent / name):
+        try:
+            document = json.loads(candidate.read_text(encoding="utf-8"))
+            break
+        except (OSError, ValueError):
+            continue
+    else:
+        return {}
+    lines = {}
+    for sample in document.get("samples", []) if isinstance(document, dict) else []:
+        if not isinstance(sample, dict) or not isinstance(sample.get("sample_idx"), int):
+            continue
+        features = sample.get("musical_features") if isinstance(sample.get("musical_features"), dict) else {}
+        parts = [str(sample["source"])] if sample.get("source") else []
+        if features.get("key") and features.get("tonality"):
+            clear = features.get("tonality_is_clear", True)
+            parts.append(f'{features["key"]} {features["tonality"]}' + ("" if clear else " (mode unclear)"))
+        if isinstance(features.get("tempo"), (int, float)):
+            parts.append(f'{features["tempo"]:.0f} BPM')
+        if features.get("mood"):
+            parts.append(str(features["mood"]))
+        if parts:
+            lines[sample["sample_idx"]] = " · ".join(parts)
+    return lines
 
 
 def _card(entry: Entry, thumb: str | None, index: int) -> str:
@@ -281,6 +317,7 @@ header .stats {{ opacity: .8; }}
 main {{ padding: 12px 20px; }}
 .sample {{ background: #fff; border-radius: 8px; margin: 0 0 14px; padding: 8px 14px 12px; box-shadow: 0 1px 3px #0002; }}
 .sample h2 {{ font-size: 15px; margin: 4px 0 8px; }}
+.sample h2 .music {{ font-weight: normal; color: #666; margin-left: 8px; font-size: 13px; }}
 .sample.skipped {{ color: #777; }}
 .groups {{ display: flex; gap: 18px; flex-wrap: wrap; }}
 .group h3 {{ font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: #666; margin: 0 0 6px; }}
