@@ -68,6 +68,9 @@ def test_cuda_oom_halves_the_batch_then_falls_back_to_low_memory(ten_prompts, ti
     assert "CUDA out of memory with a batch of 4: retrying as batches of 2" in err
     assert "turning on VAE tiling and model offload" in err
     assert _log(workdir)["metadata"]["memory_fallbacks"] == ["vae_tiling+model_offload after OOM"]
+    # The journal says what was in effect for each image: tiling from the fallback on (CPU: no offload to turn on).
+    records = [r for r in Journal.read(workdir / "images" / JOURNAL_NAME) if r.get("type") == "image"]
+    assert records[0]["vae_tiling"] is True and records[0]["offload"] == "none"
 
 
 def test_oom_at_batch_one_after_the_fallback_marks_the_image_failed(ten_prompts, tiny_model, workdir, monkeypatch):

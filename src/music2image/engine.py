@@ -190,7 +190,7 @@ class Engine:
         self.refiner = refiner
         self.decode_dtype_name = self._choose_decode_dtype()
         self.memory_notes: list[str] = []
-        self.offload, self.vae_tiling = settings.offload, settings.vae_tiling  # resolved by load()
+        self.offload, self.vae_tiling = settings.offload, settings.vae_tiling  # what _place() put in effect
         self._oom_fallback_used = False
         self._keep_float = False
 
@@ -244,11 +244,16 @@ class Engine:
             refiner.scheduler = _make_scheduler(settings.scheduler, refiner.scheduler.config, settings.timestep_spacing)
         engine = cls(settings, device, dtype_name, base, refiner)
         total = torch.cuda.get_device_properties(device).total_memory if device.startswith("cuda") else None
-        engine.offload, engine.vae_tiling, why = memory_mode(settings, device, dtype_name, total)
+        offload, vae_tiling, why = memory_mode(settings, device, dtype_name, total)
         if why:
             log.warning(why)
             engine.memory_notes.append(f"model_offload+vae_tiling: {why}")
-        engine._place(engine.offload, engine.vae_tiling)
+        engine._place(offload, vae_tiling)
+        if settings.compile:
+            # Fixed shapes (dynamic=False): the run pads its last batch so one graph serves every batch.
+            for pipe in engine._pipelines():
+                pipe.unet = torch.compile(pipe.unet, dynamic=False)
+            base.vae.decoder = torch.compile(base.vae.decoder, dynamic=False)
         log.info("loaded %s in %.1f s", settings.model, time.perf_counter() - started)
         if torch.cuda.is_available() and device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)
@@ -258,6 +263,8 @@ class Engine:
         return [p for p in (self.base, self.refiner) if p is not None]
 
     def _place(self, offload: str, vae_tiling: bool) -> None:
+        """Put the pipelines on the device (or offload them) and remember the memory mode that is now in effect."""
+        self.offload, self.vae_tiling = offload, vae_tiling
         for pipe in self._pipelines():
             if offload == "model":
                 pipe.enable_model_cpu_offload(device=self.device)
@@ -268,13 +275,6 @@ class Engine:
             pipe.set_progress_bar_config(disable=True)
         if vae_tiling:
             self.base.vae.enable_tiling()
-        if self.settings.compile:
-            import torch
-
-            # Fixed shapes (dynamic=False): the run pads its last batch so one graph serves every batch.
-            for pipe in self._pipelines():
-                pipe.unet = torch.compile(pipe.unet, dynamic=False)
-            self.base.vae.decoder = torch.compile(self.base.vae.decoder, dynamic=False)
 
     def warm_up(self, batch_size: int) -> float:
         """Compile (or just warm) the graphs at the run's batch shape with a 1-step throwaway batch; seconds taken."""
@@ -342,10 +342,7 @@ class Engine:
             torch.cuda.empty_cache()
 
     def enable_low_memory(self) -> None:
-        self.base.vae.enable_tiling()
-        if self.device.startswith("cuda"):
-            for pipe in self._pipelines():
-                pipe.enable_model_cpu_offload(device=self.device)
+        self._place("model" if self.device.startswith("cuda") else self.offload, vae_tiling=True)
         self.memory_notes.append("vae_tiling+model_offload after OOM")
 
     def token_info(self, prompt: str) -> TokenInfo:

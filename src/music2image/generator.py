@@ -86,7 +86,6 @@ class BatchImageGenerator:
         self._stop_requested = threading.Event()
         self._tokens: dict = {}
         self._compile_seconds = None
-        self._memory_mode = (None, None)
 
     def request_stop(self) -> None:
         """Ask the run to stop after abandoning the batch in flight (what SIGINT/SIGTERM do)."""
@@ -211,7 +210,6 @@ class BatchImageGenerator:
             lambda: engine.auto_batch_size() if settings.batch_size == "auto" else settings.batch_size)
         batches = launch.shard([todo[i : i + batch_size] for i in range(0, len(todo), batch_size)])
         mine = [job for batch in batches for job in batch]
-        self._memory_mode = (engine.offload, engine.vae_tiling)
         if settings.compile and batches:
             self._compile_seconds = engine.warm_up(batch_size)
             log.info("compiled the UNet and VAE decoder in %.1f s (not counted in images/s)", self._compile_seconds)
@@ -333,8 +331,10 @@ class BatchImageGenerator:
                         interrupted = True
                         break
                     seconds = (time.perf_counter() - t0) / len(batch)
+                    memory = (engine.offload, engine.vae_tiling)  # as in effect for this batch (after any OOM fallback)
                     for job, outcome in zip(batch, outcomes):
-                        pending.append(writer.submit(self._save, job, outcome, seconds, settings, recipe, device, journal))
+                        pending.append(writer.submit(self._save, job, outcome, seconds, memory, settings, recipe,
+                                                     device, journal))
                     # Saving overlaps the next batch; keep at most two batches in flight so memory stays bounded.
                     while len(pending) > 2 * batch_size or (pending and pending[0].done()):
                         collect(pending.popleft())
@@ -357,7 +357,7 @@ class BatchImageGenerator:
             log.warning("interrupted: re-run the same command to resume")
         return interrupted
 
-    def _save(self, job: Job, outcome: ImageOutcome, seconds, settings, recipe, device, journal) -> ImageResult:
+    def _save(self, job: Job, outcome: ImageOutcome, seconds, memory, settings, recipe, device, journal) -> ImageResult:
         """Runs on the writer thread: encode with the recipe inside, write atomically, then journal it."""
         record = {
             "type": "image",
@@ -373,8 +373,8 @@ class BatchImageGenerator:
             "seconds": round(seconds, 4),
             "notes": outcome.notes,
             "vae_decode_dtype": outcome.decode_dtype,
-            "offload": self._memory_mode[0],
-            "vae_tiling": self._memory_mode[1],
+            "offload": memory[0],
+            "vae_tiling": memory[1],
             "token_count": self._tokens[job.key].tokens,
             "prompt_encoding": self._tokens[job.key].encoding(settings.truncate_prompts),
             "image_path": None,
