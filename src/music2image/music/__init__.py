@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +21,6 @@ import numpy as np
 from .. import __version__
 from ..errors import AudioInputError
 from .features import (
-    SAMPLE_RATE,
     SUPPORTED_SUFFIXES,
     UNSUPPORTED_AUDIO_SUFFIXES,
     AudioProblem,
@@ -55,7 +54,7 @@ class PromptPlan:
             problems.append("--convergent and --divergent are both 0: no prompts to write")
         for name in ("convergent_temperature", "divergent_temperature"):
             value = getattr(self, name)
-            if not (0 <= value <= 5) or value != value:
+            if not 0 <= value <= 5:  # NaN fails this too
                 problems.append(f"--{name.replace('_', '-')} must be between 0 and 5, got {value}")
         if problems:
             raise AudioInputError("\n".join(problems))
@@ -74,6 +73,7 @@ class Source:
     name: str
     path: Path
     record: int | None = None  # index into the .npy, for dataset records
+    dataset: np.ndarray | None = field(default=None, compare=False, repr=False)  # the .npy, unpickled once
 
 
 def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False) -> list[Source]:
@@ -131,16 +131,13 @@ def _npy_sources(path: Path, problems: list[str]) -> list[Source]:
     except AudioInputError as exc:
         problems.append(str(exc))
         return []
-    return [Source(f"{path.name}[{index}]", path, index) for index in range(len(records))]
+    return [Source(f"{path.name}[{index}]", path, index, records) for index in range(len(records))]
 
 
-def _load(source: Source, npy_cache: dict) -> tuple[np.ndarray, int, dict | None]:
+def _load(source: Source) -> tuple[np.ndarray, int, dict | None]:
     if source.record is None:
-        return read_audio(source.path), SAMPLE_RATE, None
-    if source.path not in npy_cache:
-        npy_cache.clear()
-        npy_cache[source.path] = np.load(source.path, allow_pickle=True)
-    record = npy_cache[source.path][source.record]
+        return (*read_audio(source.path), None)
+    record = source.dataset[source.record]
     if not isinstance(record, dict) or "audio" not in record:
         raise AudioProblem("record has no 'audio' array")
     meta = record.get("audio_meta")
@@ -195,11 +192,10 @@ def sample_prompts(features: MusicalFeatures, sample_idx: int, plan: PromptPlan,
 
 
 def iter_samples(sources: list[Source], plan: PromptPlan, writer) -> Iterator[dict]:
-    npy_cache: dict = {}
     for sample_idx, source in enumerate(sources):
         sample = {"sample_idx": sample_idx, "source": source.name}
         try:
-            audio, rate, meta = _load(source, npy_cache)
+            audio, rate, meta = _load(source)
             if meta is not None:
                 sample["audio_meta"] = meta
             features = analyse(audio, rate)

@@ -61,19 +61,15 @@ class MusicalFeatures:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def read_audio(path: Path) -> np.ndarray:
-    """Mono float32 at SAMPLE_RATE. Raises AudioProblem for anything unreadable."""
-    import librosa
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 at the file's own rate (analyse() resamples), and that rate. AudioProblem if unreadable."""
     import soundfile
 
     try:
         audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise AudioProblem(f"cannot read audio: {exc}") from None
-    audio = audio.mean(axis=1)
-    if rate != SAMPLE_RATE and audio.size:
-        audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
-    return audio.astype(np.float32)
+    return audio.mean(axis=1), rate
 
 
 def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:
