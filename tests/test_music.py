@@ -245,8 +245,11 @@ def test_run_goes_from_music_to_images_and_resumes(audio_dir, workdir, tiny_mode
     assert "01_c_major.wav · C major · 14" in page and "02_a_minor.flac · A minor · 8" in page
 
 
-def test_run_checks_image_settings_before_analysing_audio(audio_dir, workdir, capsys):
-    assert run_cli("run", str(audio_dir / "01_c_major.wav"), "--width", "770", "--model", "tiny") == 2
+@pytest.mark.parametrize("flags", [["--width", "770"], ["--offload", "model", "--device", "cpu"],
+                                   ["--dtype", "float16", "--device", "cpu"], ["--device", "cuda:7"]])
+def test_run_checks_image_settings_before_analysing_audio(flags, audio_dir, workdir, capsys):
+    assert run_cli("run", str(audio_dir / "01_c_major.wav"), *flags, "--model", "tiny") == 2
+    assert capsys.readouterr().err.startswith("music2image: error: --")
     assert not (workdir / "generated_prompts").exists() and not (workdir / "images").exists()
 
 

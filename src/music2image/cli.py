@@ -296,8 +296,12 @@ def _cmd_prompts(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    # Validate the image settings before spending minutes on audio analysis.
-    _settings_from_args(args).validate()
+    from .engine import available_device, resolved_dtype_name
+
+    # Check the image settings, and that they suit the device, before spending minutes on audio analysis
+    # (the same checks `generate` makes before it loads a model).
+    settings = _settings_from_args(args).validate()
+    resolved_dtype_name(settings.dtype, available_device(settings.device), settings.offload)
     document = _write_prompts(args, args.prompts_file, args.overwrite)
     if not any(sample["prompts"] for sample in document["samples"]):
         print("music2image: no sample gave prompts (see the warnings above); no images to make", file=sys.stderr)
