@@ -132,3 +132,22 @@ def test_a_launch_is_refused_while_an_unrelated_run_holds_the_folder(setup):
     assert "exitcode  : 2" in out.stderr
     assert out.stderr.count("another music2image run is writing here") == 1, out.stderr  # one message per launch
     assert not any(p.suffix in (".png", ".jsonl", ".json") for p in (run_dir / "images").rglob("*"))
+
+
+def test_the_main_process_follows_other_shards_by_whole_new_lines_only(tmp_path):
+    from music2image.outputs import Journal
+
+    shard = tmp_path / "generation_journal.1.jsonl"
+    journal = Journal(shard)
+    journal.append({"type": "image", "t": 1})
+    journal.append({"type": "image", "t": 2})
+    records, offset = Journal.read_from(shard, 0)
+    assert [r["t"] for r in records] == [1, 2] and offset == shard.stat().st_size
+    with open(shard, "ab") as handle:  # another process is half-way through a line
+        handle.write(b'{"type": "image", ')
+    assert Journal.read_from(shard, offset) == ([], offset)  # left for next time, not lost, not garbled
+    with open(shard, "ab") as handle:
+        handle.write(b'"t": 3}\n')
+    records, offset = Journal.read_from(shard, offset)
+    assert [r["t"] for r in records] == [3] and offset == shard.stat().st_size
+    journal.close()

@@ -226,7 +226,7 @@ class BatchImageGenerator:
             )
         name = JOURNAL_NAME if launch.rank == 0 else JOURNAL_NAME.replace(".jsonl", f".{launch.rank}.jsonl")
         journal = Journal(self.output_dir / name)
-        others = (lambda: _count_new_images(self.output_dir, run_t, exclude=name)) if launch.distributed else None
+        others = _OtherShards(self.output_dir, run_t, exclude=name) if launch.distributed else None
         fresh: dict[tuple[int, int], ImageResult] = {}
         try:
             interrupted = self._generate(engine, settings, recipe, device, jobs, todo, batches, batch_size, journal,
@@ -406,13 +406,22 @@ class BatchImageGenerator:
         )
 
 
-def _count_new_images(output_dir: Path, since: float, exclude: str) -> int:
-    """Images the other processes of this launch have journaled (for the main process's progress bar)."""
-    count = 0
-    for path in Path(output_dir).glob("generation_journal*.jsonl"):
-        if path.name != exclude:
-            count += sum(1 for r in Journal.read(path) if r.get("type") == "image" and r.get("t", 0) >= since)
-    return count
+class _OtherShards:
+    """Counts the images the other processes of this launch have journaled (for the main process's progress bar),
+    reading only what each shard gained since the last call: it runs on the generating thread, every 2 s."""
+
+    def __init__(self, output_dir: Path, since: float, exclude: str):
+        self.output_dir, self.since, self.exclude = Path(output_dir), since, exclude
+        self.offsets: dict[Path, int] = {}
+        self.count = 0
+
+    def __call__(self) -> int:
+        for path in self.output_dir.glob("generation_journal*.jsonl"):
+            if path.name == self.exclude:
+                continue
+            records, self.offsets[path] = Journal.read_from(path, self.offsets.get(path, 0))
+            self.count += sum(1 for r in records if r.get("type") == "image" and r.get("t", 0) >= self.since)
+        return self.count
 
 
 def _one_or_all(values):

@@ -179,19 +179,35 @@ class Journal:
     @staticmethod
     def read(path: Path) -> list[dict]:
         """Every complete record; a torn or garbled line (from a kill mid-write) is passed over."""
-        records = []
         try:
-            data = Path(path).read_bytes()
+            return _parse_records(Path(path).read_bytes())
         except FileNotFoundError:
-            return records
-        for line in data.splitlines():
-            try:
-                record = json.loads(line)
-            except (ValueError, UnicodeDecodeError):
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-        return records
+            return []
+
+    @staticmethod
+    def read_from(path: Path, offset: int) -> tuple[list[dict], int]:
+        """The records of whole lines appended since byte `offset`, and the offset to read from next time (a line
+        still being written is left for then). For following a journal another process is writing."""
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return [], offset
+        end = data.rfind(b"\n") + 1
+        return _parse_records(data[:end]), offset + end
+
+
+def _parse_records(data: bytes) -> list[dict]:
+    records = []
+    for line in data.splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def read_journal_dir(output_dir: Path) -> list[dict]:
