@@ -19,3 +19,14 @@ def test_the_readme_benchmark_command_runs_on_the_tiny_model_and_ends_with_its_j
     assert record["seed_style_img_s"] > 0 and record["music2image_img_s"] > 0
     assert abs(record["ratio"] - record["music2image_img_s"] / record["seed_style_img_s"]) < 0.01
     assert "(a) seed-style loop" in out.stdout and "(b) music2image" in out.stdout
+
+
+def test_the_profile_benchmark_names_where_the_time_goes(workdir):
+    out = run_subprocess([str(REPO / "benchmarks" / "profile_image.py"), "--model", "tiny"], cwd=workdir, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "model tiny, 64x64, 2 steps, cpu"
+    seconds = {line.split(" s  ", 1)[1]: float(line.split(" s  ", 1)[0]) for line in lines[1:]}
+    assert seconds["whole run (load + generate + write)"] >= seconds["generation (engine.generate)"]
+    assert seconds["generation (engine.generate)"] >= seconds["pipeline denoising call"] > 0
+    assert seconds["VAE decode"] > 0 and seconds["text encoding"] > 0 and seconds["model loading"] > 0
