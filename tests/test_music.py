@@ -184,7 +184,7 @@ def test_same_inputs_give_the_same_bytes_and_another_file_is_not_overwritten(aud
 
 
 @pytest.mark.parametrize("case", ["missing", "unsupported", "npy-without-flag", "negative-count", "bad-temperature",
-                                  "empty-folder", "text-model-missing"])
+                                  "empty-folder", "text-model-missing", "no-prompts"])
 def test_bad_audio_input_is_one_message_and_nothing_written(case, workdir, capsys):
     (workdir / "empty").mkdir()
     (workdir / "song.m4a").write_bytes(b"x")
@@ -198,6 +198,7 @@ def test_bad_audio_input_is_one_message_and_nothing_written(case, workdir, capsy
         "bad-temperature": ["ok.wav", "--divergent-temperature", "nan"],
         "empty-folder": ["empty"],
         "text-model-missing": ["ok.wav", "--text-model", "no-such-model"],
+        "no-prompts": ["ok.wav", "--convergent", "0", "--divergent", "0"],
     }[case]
     assert run_cli("prompts", *args, "--output", "out/prompts.json") == 2
     err = capsys.readouterr().err
@@ -206,6 +207,10 @@ def test_bad_audio_input_is_one_message_and_nothing_written(case, workdir, capsy
         assert "--allow-pickle" in err
     if case == "unsupported":
         assert ".m4a is not supported" in err
+    if case == "negative-count":
+        assert "--convergent must be 0 or more, got -1" in err and "both 0" not in err
+    if case == "no-prompts":
+        assert "--convergent and --divergent are both 0" in err
     assert not (workdir / "out").exists()
 
 

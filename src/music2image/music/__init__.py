@@ -50,7 +50,7 @@ class PromptPlan:
         for name in ("convergent", "divergent"):
             if getattr(self, name) < 0:
                 problems.append(f"--{name} must be 0 or more, got {getattr(self, name)}")
-        if self.convergent + self.divergent == 0:
+        if not problems and self.convergent + self.divergent == 0:
             problems.append("--convergent and --divergent are both 0: no prompts to write")
         for name in ("convergent_temperature", "divergent_temperature"):
             value = getattr(self, name)
