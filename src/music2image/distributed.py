@@ -73,7 +73,7 @@ class Launch:
 
             outcome = broadcast_object_list([outcome], from_process=0)[0]
         if outcome[0] == "error":
-            raise outcome[1].error()
+            self._fail(outcome[1])
         return outcome[1]
 
     def together(self, step: Callable[[], Any]) -> Any:
@@ -86,8 +86,19 @@ class Launch:
             result, failure = None, _Failure(str(exc), int(exc.exit_status))
         failures = [f for f in self.gather(failure) if f is not None]
         if failures:
-            raise failures[0].error()
+            self._fail(failures[0])
         return result
+
+    def _fail(self, failure: _Failure):
+        """Every process raises the same error. First they leave the process group together: a process that exits
+        while its peer still holds a gloo/nccl connection to it can make that peer abort (SIGABRT) instead of
+        exiting with our status."""
+        if self.distributed:
+            import torch.distributed
+
+            self.state.wait_for_everyone()
+            torch.distributed.destroy_process_group()
+        raise failure.error()
 
     def gather(self, value: Any) -> list:
         if not self.distributed:
