@@ -145,7 +145,7 @@ FLAG_CASES = {
     "samples negative": (["--samples", "-3"], "argument --samples"),
     "backwards sample range": (["--sample-range", "5:2"], "argument --sample-range: '5:2' must be A:B"),
     "sample range without colon": (["--sample-range", "5"], "must be A:B"),
-    "missing local model": (["--model", "./no/such/model"], "--model ./no/such/model: no such folder"),
+    "missing local model": (["--model", "./no/such/model"], "--model ./no/such/model: no such file or folder"),
     "pickle checkpoint": (["--model", "weights.ckpt"], "pickle checkpoints"),
     "pickle refiner": (["--refiner", "--refiner-model", "refiner.bin"], "--refiner-model refiner.bin: pickle"),
     "nan guidance": (["--guidance-scale", "nan"], "--guidance-scale nan: must be a number"),

@@ -146,7 +146,10 @@ def test_refiner_path(prompts_file, tiny_model, workdir):
 def test_tiny_shortcut_builds_once_into_the_cache(prompts_file, workdir, _hermetic_cache):
     assert run_cli("generate", "--model", "tiny", "--refiner", "--refiner-model", "tiny", *SMALL[:4], "--steps", "3",
                    "--limit", "1") == 0
-    assert (_hermetic_cache / "music2image" / "tiny-sdxl-v1" / "base" / "model_index.json").is_file()
+    from music2image.tiny import TINY_MODEL_VERSION
+
+    built = _hermetic_cache / "music2image" / f"tiny-sdxl-v{TINY_MODEL_VERSION}"
+    assert (built / "base" / "model_index.json").is_file() and (built / "base.safetensors").is_file()
     assert read_json(workdir / "images" / "image_generation_summary.json")["total_images_generated"] == 1
 
 

@@ -89,9 +89,18 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=_positive_int, help="only the first N samples of the file")
     p.add_argument("--sample-range", type=_sample_range, metavar="A:B", help="only samples with A <= sample_idx < B")
     p.add_argument("--no-save", action="store_true", help="generate and write log + summary, but no image files")
-    p.add_argument("--model", default=d.model, help=f"base model: hub id, local diffusers folder, or 'tiny' (default: {DEFAULT_MODEL})")
-    p.add_argument("--vae", default=None, help="another VAE (hub id or folder), e.g. madebyollin/sdxl-vae-fp16-fix")
-    p.add_argument("--refiner-model", default=d.refiner_model, help=f"refiner model (default: {DEFAULT_REFINER_MODEL})")
+    p.add_argument("--model", default=d.model,
+                   help=f"base model: hub id, local diffusers folder, single-file .safetensors checkpoint (A1111/Civitai "
+                        f"layout), or 'tiny' (default: {DEFAULT_MODEL})")
+    p.add_argument("--model-config", metavar="FOLDER_OR_ID",
+                   help="for a single-file --model: the diffusers configs of its architecture (a local folder works "
+                        "offline; default: inferred by diffusers and read from the hub)")
+    p.add_argument("--vae", default=None,
+                   help="another VAE (hub id, folder or single .safetensors file), e.g. madebyollin/sdxl-vae-fp16-fix")
+    p.add_argument("--refiner-model", default=d.refiner_model,
+                   help=f"refiner model, as --model (default: {DEFAULT_REFINER_MODEL})")
+    p.add_argument("--refiner-model-config", metavar="FOLDER_OR_ID",
+                   help="for a single-file --refiner-model: the diffusers configs of its architecture")
     p.add_argument("--refiner-switch", type=_float, default=d.refiner_switch,
                    help="fraction of the steps run by the base before the refiner takes over (default: %(default)s)")
     p.add_argument("--seed", type=_int, default=d.seed,
@@ -224,8 +233,10 @@ def _configure_logging(quiet: bool) -> None:
 def _settings_from_args(args) -> GenerationSettings:
     return GenerationSettings(
         model=args.model,
+        model_config=args.model_config,
         refiner=args.refiner,
         refiner_model=args.refiner_model,
+        refiner_model_config=args.refiner_model_config,
         refiner_switch=args.refiner_switch,
         width=args.width,
         height=args.height,
@@ -363,7 +374,9 @@ def _cmd_make_tiny_model(args) -> int:
     from .tiny import make_tiny_model
 
     path = make_tiny_model(args.directory)
-    print(f"tiny SDXL written: --model {path / 'base'} --refiner-model {path / 'refiner'}")
+    print(f"tiny SDXL written: --model {path / 'base'} --refiner-model {path / 'refiner'}\n"
+          f"as single files: --model {path / 'base.safetensors'} --model-config {path / 'base'} "
+          f"--refiner-model {path / 'refiner.safetensors'} --refiner-model-config {path / 'refiner'}")
     return ExitStatus.OK
 
 

@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 
 from .errors import ModelLoadError, SettingsError
-from .settings import TINY_MODEL, GenerationSettings
+from .settings import DEFAULT_MODEL, TINY_MODEL, GenerationSettings
+from .single_file import is_single_file
 from .text_encoding import TokenInfo, prompt_embeddings, token_info
 
 log = logging.getLogger("music2image")
@@ -138,6 +139,33 @@ def _make_scheduler(name: str, config, timestep_spacing: str | None):
     return DDIMScheduler.from_config(config, **overrides)
 
 
+def _base_config_source(settings: GenerationSettings) -> str:
+    """Where the base's diffusers configs are: its folder or hub id, or for a single file its --model-config (or
+    Stability's SDXL base, which diffusers infers for an SDXL checkpoint)."""
+    if is_single_file(settings.model):
+        return _resolve_source(settings.model_config or DEFAULT_MODEL, "base")
+    return _resolve_source(settings.model, "base")
+
+
+def _load_pipeline(pipeline_class, flag: str, source: str, config: str | None, part: str, dtype, components: dict):
+    """A diffusers folder or hub id through from_pretrained; a single .safetensors checkpoint (the layout A1111 and
+    Civitai use) through from_single_file, with its configs from `config` or, without one, inferred by diffusers
+    and read from the hub."""
+    try:
+        if is_single_file(source):
+            options = {} if config is None else {"config": _resolve_source(config, part)}
+            log.info("loading the single-file checkpoint %s", source)
+            return pipeline_class.from_single_file(
+                os.path.expanduser(source), dtype=dtype, add_watermarker=False, **options, **components
+            )
+        # use_safetensors=True: pickle weights can run code on load, so we never read them.
+        return pipeline_class.from_pretrained(
+            _resolve_source(source, part), dtype=dtype, use_safetensors=True, add_watermarker=False, **components
+        )
+    except Exception as exc:  # diffusers raises OSError, ValueError, EnvironmentError, ... for bad sources
+        raise _load_error(flag, source, exc, single_file=is_single_file(source) and config is None) from exc
+
+
 def _fuse_lora(pipe, source: str, scale: float) -> None:
     """Load a LoRA (SDXL-Lightning, LCM-LoRA, Hyper-SD, a style...) into the base and fuse it into the weights:
     no per-step cost afterwards. Needs peft, as diffusers' LoRA loading does."""
@@ -155,9 +183,15 @@ def _fuse_lora(pipe, source: str, scale: float) -> None:
         raise _load_error("--lora", source, exc) from exc
 
 
-def _load_error(flag: str, source: str, exc: Exception) -> ModelLoadError:
+def _load_error(flag: str, source: str, exc: Exception, single_file: bool = False) -> ModelLoadError:
     hint = ""
-    if not os.path.exists(source):
+    if single_file:
+        hint = (
+            f"\nWithout {flag}-config, diffusers reads the configs that describe a single-file checkpoint from the "
+            f"Hugging Face hub (a few small files, once); offline, give {flag}-config a local diffusers folder of the "
+            f"same architecture (e.g. {flag}-config ~/models/stable-diffusion-xl-base-1.0)."
+        )
+    elif not os.path.exists(source):
         hint = (
             "\nA hub id downloads from the Hugging Face hub on first use (SDXL is about 7 GB); without network, point "
             f"{flag} at a local diffusers folder, or try the offline tiny model with `{flag} tiny`."
@@ -204,43 +238,34 @@ class Engine:
         device = device or available_device(settings.device)
         dtype_name = resolved_dtype_name(settings.dtype, device, settings.offload)
         dtype = _torch_dtype(dtype_name)
-        base_source = _resolve_source(settings.model, "base")
         started = time.perf_counter()
         components = {}
         if settings.vae is not None:
             from diffusers import AutoencoderKL
 
             try:
-                components["vae"] = AutoencoderKL.from_pretrained(
-                    os.path.expanduser(settings.vae), dtype=dtype, use_safetensors=True
-                )
+                if is_single_file(settings.vae):  # the original layout (e.g. Stability's sdxl_vae.safetensors)
+                    components["vae"] = AutoencoderKL.from_single_file(
+                        os.path.expanduser(settings.vae), config=_base_config_source(settings), subfolder="vae",
+                        dtype=dtype,
+                    )
+                else:
+                    components["vae"] = AutoencoderKL.from_pretrained(
+                        os.path.expanduser(settings.vae), dtype=dtype, use_safetensors=True
+                    )
             except Exception as exc:
                 raise _load_error("--vae", settings.vae, exc) from exc
-        try:
-            # use_safetensors=True: pickle weights can run code on load, so we never read them.
-            base = StableDiffusionXLPipeline.from_pretrained(
-                base_source, dtype=dtype, use_safetensors=True, add_watermarker=False, **components
-            )
-        except Exception as exc:  # diffusers raises OSError, ValueError, EnvironmentError, ... for bad sources
-            raise _load_error("--model", settings.model, exc) from exc
+        base = _load_pipeline(StableDiffusionXLPipeline, "--model", settings.model, settings.model_config, "base",
+                              dtype, components)
         base.scheduler = _make_scheduler(settings.scheduler, base.scheduler.config, settings.timestep_spacing)
         if settings.lora:
             _fuse_lora(base, settings.lora, settings.lora_scale)
         refiner = None
         if settings.refiner:
-            refiner_source = _resolve_source(settings.refiner_model, "refiner")
-            try:
-                # Ensemble of expert denoisers: the refiner shares the base's text_encoder_2 and VAE (one copy).
-                refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
-                    refiner_source,
-                    text_encoder_2=base.text_encoder_2,
-                    vae=base.vae,
-                    dtype=dtype,
-                    use_safetensors=True,
-                    add_watermarker=False,
-                )
-            except Exception as exc:
-                raise _load_error("--refiner-model", settings.refiner_model, exc) from exc
+            # Ensemble of expert denoisers: the refiner shares the base's text_encoder_2 and VAE (one copy).
+            refiner = _load_pipeline(StableDiffusionXLImg2ImgPipeline, "--refiner-model", settings.refiner_model,
+                                     settings.refiner_model_config, "refiner", dtype,
+                                     {"text_encoder_2": base.text_encoder_2, "vae": base.vae})
             refiner.scheduler = _make_scheduler(settings.scheduler, refiner.scheduler.config, settings.timestep_spacing)
         engine = cls(settings, device, dtype_name, base, refiner)
         total = torch.cuda.get_device_properties(device).total_memory if device.startswith("cuda") else None

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import __version__
 from .engine import Engine, ImageOutcome, ImageRequest, StopRequested, available_device, resolved_dtype_name
 from .distributed import Launch
-from .errors import DiskError, OutputDirError
+from .errors import DiskError, ModelLoadError, OutputDirError
 from .outputs import (
     JOURNAL_NAME,
     LOG_NAME,
@@ -41,10 +41,11 @@ from .outputs import (
     read_journal_dir,
     remove_stale_temporaries,
 )
-from .plan import Job, finished_jobs, plan_jobs, recipe_settings
+from .plan import Job, finished_jobs, plan_jobs, recipe_settings, single_file_fields
 from .prompts import DEFAULT_PROMPTS_FILE, load_prompts, select_prompts
 from .results import ImageResult, RunResult, log_document, summary_document
 from .settings import SAMPLER_NAMES, GenerationSettings
+from .single_file import SHORT_HASH_LENGTH
 
 log = logging.getLogger("music2image")
 _SETTING_NAMES = set(GenerationSettings.__dataclass_fields__) - {"extra"}
@@ -464,14 +465,21 @@ def image_metadata(job: Job, settings: GenerationSettings, recipe: dict, device:
         "device": device,
         "versions": library_versions(),
     }
+    model_hash = recipe.get("model_sha256")
+    refiner_hash = recipe.get("refiner_model_sha256")
+    refiner = settings.refiner_model if settings.refiner else None
+    if refiner and refiner_hash:
+        refiner = f"{Path(refiner).stem} [{refiner_hash[:SHORT_HASH_LENGTH]}]"
     fields = {
         "Steps": settings.steps,
         "Sampler": SAMPLER_NAMES[settings.scheduler],
         "CFG scale": settings.guidance_scale,
         "Seed": job.seed,
         "Size": f"{settings.width}x{settings.height}",
-        "Model": settings.model,
-        "Refiner": settings.refiner_model if settings.refiner else None,
+        # A1111 names a single-file checkpoint by its file stem and its short hash (what Civitai matches on).
+        "Model hash": model_hash[:SHORT_HASH_LENGTH] if model_hash else None,
+        "Model": Path(settings.model).stem if model_hash else settings.model,
+        "Refiner": refiner,
         "Refiner switch at": settings.refiner_switch if settings.refiner else None,
         "Version": f"music2image {__version__}",
     }
@@ -534,9 +542,11 @@ def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | 
     recipe = document["recipe"]
     settings = GenerationSettings(
         model=recipe["model"],
+        model_config=recipe.get("model_config"),
         vae=recipe.get("vae"),
         refiner=recipe.get("refiner_model") is not None,
         refiner_model=recipe.get("refiner_model") or GenerationSettings.refiner_model,
+        refiner_model_config=recipe.get("refiner_model_config"),
         refiner_switch=recipe.get("refiner_switch") or GenerationSettings.refiner_switch,
         width=recipe["width"],
         height=recipe["height"],
@@ -555,6 +565,12 @@ def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | 
         device=device or document.get("device", "auto"),
         batch_size=1,
     ).validate()
+    for key, now in single_file_fields(settings).items():
+        if key.endswith("_sha256") and recipe.get(key) != now:
+            source = recipe[key.removesuffix("_sha256")]
+            raise ModelLoadError(
+                f"{image_path}: was made from {source} with sha256 {recipe.get(key)}, but that file now has sha256 "
+                f"{now}: the checkpoint changed, so the image would not come out the same")
     device = available_device(settings.device)
     job = Job(
         sample_idx=document["sample_idx"],

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .prompts import SelectedPrompt
 from .settings import GenerationSettings
+from .single_file import checkpoint_sha256, is_single_file
 
 EXTENSIONS = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
 
@@ -48,7 +49,22 @@ def recipe_settings(settings: GenerationSettings, dtype_name: str) -> dict:
         # Compiled kernels round differently; written only when on, so recipes from before the flag still match.
         **({"compile": True} if settings.compile else {}),
         **({"lora": settings.lora, "lora_scale": settings.lora_scale} if settings.lora else {}),
+        **single_file_fields(settings),
     }
+
+
+def single_file_fields(settings: GenerationSettings) -> dict:
+    """For a single-file checkpoint the path says little: its sha256 (a changed file at the same path is another
+    recipe) and the configs it was read with. Written only for single files, so other recipes stay as they were."""
+    fields = {}
+    if is_single_file(settings.model):
+        fields.update(model_sha256=checkpoint_sha256(settings.model), model_config=settings.model_config)
+    if settings.refiner and is_single_file(settings.refiner_model):
+        fields.update(refiner_model_sha256=checkpoint_sha256(settings.refiner_model),
+                      refiner_model_config=settings.refiner_model_config)
+    if settings.vae is not None and is_single_file(settings.vae):
+        fields.update(vae_sha256=checkpoint_sha256(settings.vae))
+    return fields
 
 
 def recipe_key(recipe: dict, seed: int, prompt: str) -> str:

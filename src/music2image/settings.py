@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SettingsError
+from .single_file import is_single_file, single_file_problems
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 DEFAULT_REFINER_MODEL = "stabilityai/stable-diffusion-xl-refiner-1.0"
@@ -41,6 +42,10 @@ class GenerationSettings:
     model: str = DEFAULT_MODEL
     refiner: bool = False
     refiner_model: str = DEFAULT_REFINER_MODEL
+    # The diffusers configs (folder, hub id or `tiny`) that describe a single-file --model / --refiner-model;
+    # None: diffusers infers them from the checkpoint and reads them from the hub (Stability's SDXL repos).
+    model_config: str | None = None
+    refiner_model_config: str | None = None
     refiner_switch: float = 0.8
     width: int = 768
     height: int = 768
@@ -113,11 +118,14 @@ class GenerationSettings:
             problems.append(f"--format {self.image_format!r}: choose one of {', '.join(IMAGE_FORMATS)}")
         if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
             problems.append(f"--negative-prompt {self.negative_prompt!r}: must be text")
-        problems += model_source_problems("--model", self.model)
+        problems += model_source_problems("--model", self.model, single_file="base")
+        problems += _config_problems("--model-config", self.model_config, "--model", self.model)
         if self.vae is not None:
-            problems += model_source_problems("--vae", self.vae, marker="config.json")
+            problems += model_source_problems("--vae", self.vae, marker="config.json", single_file="vae")
         if self.refiner:
-            problems += model_source_problems("--refiner-model", self.refiner_model)
+            problems += model_source_problems("--refiner-model", self.refiner_model, single_file="refiner")
+            problems += _config_problems("--refiner-model-config", self.refiner_model_config, "--refiner-model",
+                                         self.refiner_model)
         if self.lora is not None:
             problems += lora_source_problems(self.lora)
         if not _finite(self.lora_scale) or not -10 <= self.lora_scale <= 10:
@@ -151,8 +159,18 @@ def lora_source_problems(source: str) -> list[str]:
     return []
 
 
-def model_source_problems(flag: str, source: str, marker: str = "model_index.json") -> list[str]:
-    """A model is `tiny`, a hub id (`org/name`) or a local diffusers folder. Checked before anything loads."""
+def _config_problems(flag: str, config: str | None, model_flag: str, model: str) -> list[str]:
+    if config is None:
+        return []
+    if isinstance(model, str) and not model.lower().endswith(".safetensors"):
+        return [f"{flag} {config}: describes a single-file {model_flag} (.safetensors); {model} brings its own configs"]
+    return model_source_problems(flag, config)
+
+
+def model_source_problems(flag: str, source: str, marker: str = "model_index.json",
+                          single_file: str | None = None) -> list[str]:
+    """A model is `tiny`, a hub id (`org/name`), a local diffusers folder or, where `single_file` names what it
+    must hold ("base", "refiner" or "vae"), a single-file .safetensors checkpoint. Checked before anything loads."""
     if not isinstance(source, str) or not source.strip():
         return [f"{flag}: must name a model (a hub id like {DEFAULT_MODEL} or a local folder)"]
     if source == TINY_MODEL and marker == "model_index.json":
@@ -167,9 +185,12 @@ def model_source_problems(flag: str, source: str, marker: str = "model_index.jso
         if path.is_dir() and not (path / marker).is_file():
             return [f"{flag} {source}: folder has no {marker}, so it is not a diffusers folder of that kind"]
         if path.is_file():
-            return [f"{flag} {source}: single-file checkpoints are not supported yet; use a diffusers folder or hub id"]
+            if single_file is None or path.suffix.lower() != ".safetensors":
+                kinds = "a .safetensors checkpoint, " if single_file else ""
+                return [f"{flag} {source}: is a file; give {kinds}a diffusers folder or a hub id"]
+            return single_file_problems(flag, source, single_file)
         return []
     looks_like_path = source.startswith((".", "/", "~")) or "\\" in source or source.count("/") != 1
     if looks_like_path:
-        return [f"{flag} {source}: no such folder (and not a hub id like {DEFAULT_MODEL})"]
+        return [f"{flag} {source}: no such file or folder (and not a hub id like {DEFAULT_MODEL})"]
     return []

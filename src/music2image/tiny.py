@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_MODEL_VERSION = 1
+TINY_MODEL_VERSION = 2
 # Common words of visual prompts get one token each, like in real CLIP; the rest falls back to characters.
 _WORDS = """a an the of and with in on at by to from into over under through across above below
 light dark bright soft warm cool cold golden blue red green purple orange yellow pink violet amber teal crimson
@@ -62,28 +62,35 @@ def build_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
+# Like real SDXL (CLIP ViT-L 768 wide, OpenCLIP ViT-bigG 1280 wide), the two text encoders differ in width: loading
+# a single-file checkpoint tells them apart by that width (diffusers' single_file_utils).
+TEXT_WIDTH, TEXT_2_WIDTH, TEXT_2_PROJECTION = 32, 48, 32
+
+
 def _text_encoders(tokenizer):
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    config = CLIPTextConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        hidden_size=32,
-        intermediate_size=37,
-        layer_norm_eps=1e-05,
-        num_attention_heads=4,
-        num_hidden_layers=5,
-        vocab_size=len(tokenizer),
-        hidden_act="gelu",
-        projection_dim=32,
-        max_position_embeddings=77,
-    )
+    def config(width: int) -> CLIPTextConfig:
+        return CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=width,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            vocab_size=len(tokenizer),
+            hidden_act="gelu",
+            projection_dim=TEXT_2_PROJECTION,
+            max_position_embeddings=77,
+        )
+
     torch.manual_seed(1)
-    text_encoder = CLIPTextModel(config)
+    text_encoder = CLIPTextModel(config(TEXT_WIDTH))
     torch.manual_seed(2)
-    text_encoder_2 = CLIPTextModelWithProjection(config)
+    text_encoder_2 = CLIPTextModelWithProjection(config(TEXT_2_WIDTH))
     return text_encoder, text_encoder_2
 
 
@@ -123,8 +130,8 @@ def _unet(seed: int, cross_attention_dim: int, time_ids: int):
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 2),
-        # SDXL's added condition: time_ids (6 base / 5 refiner, each embedded to 8) + text_encoder_2's 32-d pooled.
-        projection_class_embeddings_input_dim=time_ids * 8 + 32,
+        # SDXL's added condition: time_ids (6 base / 5 refiner, each embedded to 8) + text_encoder_2's pooled output.
+        projection_class_embeddings_input_dim=time_ids * 8 + TEXT_2_PROJECTION,
         cross_attention_dim=cross_attention_dim,
         norm_num_groups=1,
     )
@@ -140,8 +147,11 @@ def _scheduler():
 
 
 def make_tiny_model(directory: str | os.PathLike) -> Path:
-    """Write a tiny SDXL base to DIRECTORY/base and a tiny refiner to DIRECTORY/refiner; returns DIRECTORY."""
+    """Write a tiny SDXL base to DIRECTORY/base and a tiny refiner to DIRECTORY/refiner (diffusers folders), and
+    the same as single files DIRECTORY/base.safetensors and DIRECTORY/refiner.safetensors; returns DIRECTORY."""
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    from .single_file import save_single_file
 
     directory = Path(directory)
     tokenizer = build_tokenizer()
@@ -153,7 +163,7 @@ def make_tiny_model(directory: str | os.PathLike) -> Path:
         text_encoder_2=text_encoder_2,
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
-        unet=_unet(seed=4, cross_attention_dim=64, time_ids=6),
+        unet=_unet(seed=4, cross_attention_dim=TEXT_WIDTH + TEXT_2_WIDTH, time_ids=6),
         scheduler=_scheduler(),
         add_watermarker=False,
     )
@@ -166,13 +176,17 @@ def make_tiny_model(directory: str | os.PathLike) -> Path:
         text_encoder_2=text_encoder_2,
         tokenizer=None,
         tokenizer_2=tokenizer,
-        unet=_unet(seed=5, cross_attention_dim=32, time_ids=5),
+        unet=_unet(seed=5, cross_attention_dim=TEXT_2_WIDTH, time_ids=5),
         scheduler=_scheduler(),
         requires_aesthetics_score=True,
         force_zeros_for_empty_prompt=False,
         add_watermarker=False,
     )
     refiner.save_pretrained(directory / "refiner", safe_serialization=True)
+    # The same weights as single-file checkpoints in the original layout (what A1111/Civitai users have), for
+    # `--model DIR/base.safetensors --model-config DIR/base`.
+    save_single_file(base, directory / "base.safetensors")
+    save_single_file(refiner, directory / "refiner.safetensors")
     return directory
 
 
