@@ -100,6 +100,27 @@ def test_vae_flag_loads_another_vae_and_records_it(prompts_file, tiny_model, wor
     assert Image.open(made).tobytes() == Image.open(workdir / "plain" / "sample_000" / "sample_000_prompt_00.png").tobytes()
 
 
+def test_a_hub_model_records_the_commit_it_was_loaded_from(prompts_file, tiny_model, workdir):
+    """A hub id, loaded offline from the local Hugging Face cache: the snapshot's commit goes into every image."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = workdir / "hub" / "models--someone--tiny-sdxl"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_model / "base", repo / "snapshots" / commit)
+    env = {"HF_HUB_CACHE": str(workdir / "hub"), "HF_HUB_OFFLINE": "1"}
+    out = run_subprocess(["-m", "music2image", "generate", "--model", "someone/tiny-sdxl", *SMALL, "--limit", "1",
+                          "--quiet"], cwd=workdir, env=env)
+    assert out.returncode == 0, out.stderr
+    image = next((workdir / "images").rglob("*.png"))
+    document = json.loads(read_image_text(image)["music2image"])
+    assert document["recipe"]["model"] == "someone/tiny-sdxl"
+    assert document["revisions"] == {"model": commit}
+    assert read_json(workdir / "images" / "image_generation_log.json")["metadata"]["model_revisions"] == {"model": commit}
+    # A local folder has no commit to record.
+    assert run_cli("generate", *model_flags(tiny_model), *SMALL, "--limit", "1", "--output-dir", "local") == 0
+    assert "revisions" not in json.loads(read_image_text(next((workdir / "local").rglob("*.png")))["music2image"])
+
+
 def test_summary_table_and_json(made, capsys):
     assert run_cli("summary", str(made)) == 0
     out = capsys.readouterr().out

@@ -116,6 +116,20 @@ def _resolve_source(source: str, part: str) -> str:
     return os.path.expanduser(source)
 
 
+def _hub_revision(source: str | None, filename: str = "model_index.json") -> str | None:
+    """The commit of the hub snapshot a hub id was just loaded from (read from the local cache, no network);
+    None for `tiny`, local folders and files."""
+    if not source or source == TINY_MODEL or os.path.exists(os.path.expanduser(source)):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(source, filename)
+    except Exception:  # an id the cache cannot hold: nothing to record
+        return None
+    return Path(cached).parent.name if isinstance(cached, str) else None
+
+
 def _make_scheduler(name: str, config, timestep_spacing: str | None):
     from diffusers import (
         DDIMScheduler,
@@ -224,6 +238,7 @@ class Engine:
         self.refiner = refiner
         self.decode_dtype_name = self._choose_decode_dtype()
         self.memory_notes: list[str] = []
+        self.revisions: dict[str, str] = {}  # hub commit of each model loaded from the hub
         self.offload, self.vae_tiling = settings.offload, settings.vae_tiling  # what _place() put in effect
         self._oom_fallback_used = False
         self._keep_float = False
@@ -268,6 +283,14 @@ class Engine:
                                      {"text_encoder_2": base.text_encoder_2, "vae": base.vae})
             refiner.scheduler = _make_scheduler(settings.scheduler, refiner.scheduler.config, settings.timestep_spacing)
         engine = cls(settings, device, dtype_name, base, refiner)
+        revisions = {
+            "model": _hub_revision(settings.model),
+            "model_config": _hub_revision(settings.model_config),
+            "refiner_model": _hub_revision(settings.refiner_model) if settings.refiner else None,
+            "refiner_model_config": _hub_revision(settings.refiner_model_config) if settings.refiner else None,
+            "vae": _hub_revision(settings.vae, "config.json"),
+        }
+        engine.revisions = {name: commit for name, commit in revisions.items() if commit}
         total = torch.cuda.get_device_properties(device).total_memory if device.startswith("cuda") else None
         offload, vae_tiling, why = memory_mode(settings, device, dtype_name, total)
         if why:

@@ -86,6 +86,7 @@ class BatchImageGenerator:
         self.progress = progress
         self._stop_requested = threading.Event()
         self._tokens: dict = {}
+        self._revisions: dict = {}
         self._compile_seconds = None
 
     def request_stop(self) -> None:
@@ -115,6 +116,7 @@ class BatchImageGenerator:
 
             # 4. Load the models, only if there is work (a finished run re-run just rewrites log and summary).
             engine = launch.together(lambda: Engine.load(settings, device)) if todo else None
+            self._revisions = engine.revisions if engine else {}
 
             # 5. Only now touch the disk: folder, lock, text log, journal (the main process).
             run_t = launch.decide(lambda: self._open_output(early_log, recipe, device, jobs, todo, launch.world))
@@ -270,6 +272,7 @@ class BatchImageGenerator:
             "elapsed_seconds": round(elapsed, 3),
             "images_per_second": round(generated_now / elapsed, 4) if generated_now and elapsed > 0 else None,
             "peak_gpu_memory_bytes": engine.peak_memory_bytes() if engine else None,
+            "model_revisions": self._revisions or None,
             "memory_fallbacks": engine.memory_notes if engine else [],
         }
         prompts_name = "<dict>" if isinstance(self.prompts_file, dict) else str(self.prompts_file)
@@ -385,7 +388,8 @@ class BatchImageGenerator:
             "status": "failed" if outcome.pixels is None else "success",
         }
         if outcome.pixels is not None and self.save_images:
-            data = encode_image(outcome.pixels, settings.image_format, image_metadata(job, settings, recipe, device))
+            data = encode_image(outcome.pixels, settings.image_format, image_metadata(job, settings, recipe, device,
+                                                                                    self._revisions))
             target = self.output_dir / job.image_path
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(target, data)
@@ -451,8 +455,10 @@ def library_versions() -> dict:
     }
 
 
-def image_metadata(job: Job, settings: GenerationSettings, recipe: dict, device: str) -> dict[str, str]:
-    """The two text chunks every image carries: A1111 `parameters`, and our full recipe as JSON."""
+def image_metadata(job: Job, settings: GenerationSettings, recipe: dict, device: str,
+                   revisions: dict | None = None) -> dict[str, str]:
+    """The two text chunks every image carries: A1111 `parameters`, and our full recipe as JSON (with the hub
+    commit of each model that came from the hub)."""
     full = {
         "format": "music2image-recipe/1",
         "prompt": job.visual_prompt,
@@ -464,6 +470,7 @@ def image_metadata(job: Job, settings: GenerationSettings, recipe: dict, device:
         "recipe": recipe,
         "device": device,
         "versions": library_versions(),
+        **({"revisions": revisions} if revisions else {}),
     }
     model_hash = recipe.get("model_sha256")
     refiner_hash = recipe.get("refiner_model_sha256")
@@ -586,7 +593,8 @@ def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | 
     outcome = engine.generate([ImageRequest(job.visual_prompt, job.seed)])[0]
     if outcome.pixels is None:
         raise DiskError(f"{image_path}: regeneration failed: {outcome.error}")
-    data = encode_image(outcome.pixels, settings.image_format, image_metadata(job, settings, recipe, device))
+    data = encode_image(outcome.pixels, settings.image_format,
+                        image_metadata(job, settings, recipe, device, engine.revisions))
     source = Path(image_path)
     target = Path(output) if output else source.with_name(f"{source.stem}.regenerated{source.suffix}")
     atomic_write_bytes(target, data)
