@@ -21,7 +21,7 @@ def test_readme_has_install_main_job_and_test_commands():
 
 
 def test_readme_offline_smoke_run_works_as_written(workdir):
-    (smoke,) = [c for c in _bash_blocks() if c.startswith("music2image generate") and "--model tiny" in c]
+    (smoke,) = [c for c in _bash_blocks() if c.startswith("music2image generate") and " --model tiny " in f"{c} "]
     shutil.copytree(REPO / "examples", workdir / "examples")
     argv = shlex.split(smoke)
     assert argv[0] == "music2image"
@@ -29,6 +29,18 @@ def test_readme_offline_smoke_run_works_as_written(workdir):
     assert out.returncode == 0, out.stderr
     summary = read_json(workdir / "images_tiny" / "image_generation_summary.json")
     assert summary["total_images_generated"] == 10 and summary["success_rate"] == 100.0
+
+
+def test_readme_single_file_commands_work_as_written(workdir):
+    make = next(c for c in _bash_blocks() if c.startswith("music2image make-tiny-model"))
+    generate = next(c for c in _bash_blocks() if c.startswith("music2image generate") and ".safetensors" in c
+                    and "tiny" in c)
+    shutil.copytree(REPO / "examples", workdir / "examples")
+    for line in (make, generate):
+        out = run_subprocess(["-m", "music2image", *shlex.split(line)[1:]], cwd=workdir)
+        assert out.returncode == 0, out.stderr
+    log = read_json(workdir / "images_single_file" / "image_generation_log.json")
+    assert log["metadata"]["successful"] == 5 and len(log["metadata"]["model_sha256"]) == 64
 
 
 def test_example_prompts_fit_clip_and_follow_the_upstream_shape():
