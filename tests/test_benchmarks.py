@@ -30,3 +30,14 @@ def test_the_profile_benchmark_names_where_the_time_goes(workdir):
     assert seconds["whole run (load + generate + write)"] >= seconds["generation (engine.generate)"]
     assert seconds["generation (engine.generate)"] >= seconds["pipeline denoising call"] > 0
     assert seconds["VAE decode"] > 0 and seconds["text encoding"] > 0 and seconds["model loading"] > 0
+
+
+def test_the_single_file_load_benchmark_runs_on_the_tiny_model(workdir):
+    out = run_subprocess([str(REPO / "benchmarks" / "single_file_load.py"), "--model", "tiny", "--repeats", "1"],
+                         cwd=workdir, timeout=600)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["model"] == "tiny" and record["file_bytes"] > 0
+    assert record["load_folder_s"] > 0 and record["load_single_file_s"] > 0
+    assert abs(record["ratio"] - record["load_single_file_s"] / record["load_folder_s"]) < 0.01
+    assert "sha256 of the file" in out.stdout and "Engine.load from the single file" in out.stdout

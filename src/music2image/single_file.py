@@ -210,20 +210,16 @@ def _open_clip(encoder) -> dict:
 
 
 def _vae_state_dict(vae) -> dict:
-    import torch
-
     out = {}
     for key, tensor in _convert(vae.state_dict(), _vae_prefixes(vae.config), _VAE_SAME_NAMES).items():
         if ".mid.attn_1." in key and key.endswith(".weight") and tensor.ndim == 2:
             tensor = tensor[:, :, None, None]  # the original attention projections are 1x1 convolutions
-        out[VAE_PREFIX + key] = tensor.detach().to(torch.float32).contiguous().clone()
+        out[VAE_PREFIX + key] = tensor.detach().contiguous()
     return out
 
 
 def single_file_state_dict(pipe) -> dict:
     """A StableDiffusionXL(Img2Img)Pipeline's weights under the original single-file names."""
-    import torch
-
     out = _vae_state_dict(pipe.vae)
     for key, tensor in _convert(pipe.unet.state_dict(), _unet_prefixes(pipe.unet.config)).items():
         out[UNET_PREFIX + key] = tensor
@@ -235,7 +231,7 @@ def single_file_state_dict(pipe) -> dict:
         open_clip_prefix = REFINER_OPEN_CLIP_PREFIX
     for key, tensor in _open_clip(pipe.text_encoder_2).items():
         out[open_clip_prefix + key] = tensor
-    return {key: tensor.detach().to(torch.float32).contiguous().clone() for key, tensor in out.items()}
+    return {key: tensor.detach().contiguous() for key, tensor in out.items()}  # in the weights' own dtype
 
 
 def save_single_file(pipe_or_vae, path: str | os.PathLike) -> Path:
