@@ -38,10 +38,14 @@ def main() -> None:
     single = folder.with_name(folder.name + ".single.safetensors")
     written = None
     if not single.is_file():
+        import torch
         from diffusers import StableDiffusionXLPipeline
 
         started = time.perf_counter()
-        save_single_file(StableDiffusionXLPipeline.from_pretrained(folder, use_safetensors=True), single)
+        # float16, as the folder stores it (and as SDXL checkpoints are shared): half the memory of float32.
+        pipe = StableDiffusionXLPipeline.from_pretrained(folder, use_safetensors=True, dtype=torch.float16)
+        save_single_file(pipe, single)
+        del pipe
         written = time.perf_counter() - started
         gc.collect()
     size = single.stat().st_size

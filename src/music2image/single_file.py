@@ -54,7 +54,7 @@ def checkpoint_kind(path: str | os.PathLike) -> str | None:
 
 
 def single_file_problems(flag: str, source: str, expected: str) -> list[str]:
-    """Why `source` cannot serve as `expected` ("base" or "refiner"), checked from its header before loading."""
+    """Why `source` cannot serve as `expected` ("base", "refiner" or "vae"), checked from its header before loading."""
     try:
         kind = checkpoint_kind(source)
     except Exception as exc:  # safetensors raises its own error type for a bad header
@@ -236,15 +236,18 @@ def single_file_state_dict(pipe) -> dict:
 
 def save_single_file(pipe_or_vae, path: str | os.PathLike) -> Path:
     """Write a pipeline as one original-layout .safetensors checkpoint, or a VAE alone as Stability ships
-    sdxl_vae.safetensors (original names, no prefix). Atomic."""
-    from safetensors.torch import save
-
-    from .outputs import atomic_write_bytes
+    sdxl_vae.safetensors (original names, no prefix). Written to a temporary name and renamed: never half a file."""
+    from safetensors.torch import save_file
 
     if hasattr(pipe_or_vae, "unet"):
         state = single_file_state_dict(pipe_or_vae)
     else:
         state = {k.removeprefix(VAE_PREFIX): v for k, v in _vae_state_dict(pipe_or_vae).items()}
     path = Path(path)
-    atomic_write_bytes(path, save(state, metadata={"format": "pt"}))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(state, str(tmp), metadata={"format": "pt"})  # streams to disk: no second copy of 7 GB in memory
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
