@@ -93,6 +93,26 @@ def test_the_seed_shim_runs_under_accelerate_too(setup):
     assert _pngs(run_dir / "images") == _pngs(single)
 
 
+def test_a_launch_from_a_single_file_checkpoint(setup, tiny_model):
+    """The main process hashes the checkpoint and shares the recipe; the pixels are the one-process folder run's."""
+    import numpy as np
+    from PIL import Image
+
+    root, args, single = setup
+    run_dir = root / "single_file"
+    run_dir.mkdir()
+    at = args.index("--model")
+    file_args = [*args[:at], "--model", str(tiny_model / "base.safetensors"), "--model-config",
+                 str(tiny_model / "base"), *args[at + 2:]]
+    out = accelerate_launch(["-m", "music2image", *file_args], cwd=run_dir)
+    assert out.returncode == 0, out.stdout + out.stderr
+    made, reference = _pngs(run_dir / "images"), _pngs(single)
+    assert made.keys() == reference.keys()
+    for name in made:
+        assert np.array_equal(np.asarray(Image.open(run_dir / "images" / name)), np.asarray(Image.open(single / name)))
+    assert read_json(run_dir / "images" / "image_generation_log.json")["metadata"]["model_sha256"]
+
+
 def test_one_process_killed_then_resume_with_one_process(setup):
     root, args, single = setup
     run_dir = root / "killed"

@@ -103,7 +103,8 @@ class BatchImageGenerator:
         # 2. Device and dtype decide the recipe; the recipe and the ids decide every job's seed and path.
         device = available_device(launch.device(settings.device))
         dtype_name = resolved_dtype_name(settings.dtype, device, settings.offload)
-        recipe = recipe_settings(settings, dtype_name)
+        # (The main process computes it: a single-file checkpoint's sha256 reads the whole file, once per launch.)
+        recipe = launch.decide(lambda: recipe_settings(settings, dtype_name))
         jobs = plan_jobs(selection.prompts, settings, recipe)
 
         early_log = MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)

@@ -20,6 +20,9 @@ import logging
 import os
 from pathlib import Path
 
+from .errors import ModelLoadError
+from .outputs import atomic_write_json
+
 log = logging.getLogger("music2image")
 
 UNET_PREFIX = "model.diffusion_model."
@@ -79,9 +82,13 @@ def _hash_cache_path() -> Path:
 
 def checkpoint_sha256(path: str | os.PathLike) -> str:
     """The file's sha256, cached by (path, size, mtime) as A1111 caches its model hashes."""
-    from .outputs import atomic_write_json
+    try:
+        return _sha256_cached(Path(path).expanduser().resolve())
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from exc
 
-    path = Path(path).expanduser().resolve()
+
+def _sha256_cached(path: Path) -> str:
     stat = path.stat()
     cache_file = _hash_cache_path()
     try:
