@@ -221,7 +221,7 @@ def _vae_state_dict(vae) -> dict:
     for key, tensor in _convert(vae.state_dict(), _vae_prefixes(vae.config), _VAE_SAME_NAMES).items():
         if ".mid.attn_1." in key and key.endswith(".weight") and tensor.ndim == 2:
             tensor = tensor[:, :, None, None]  # the original attention projections are 1x1 convolutions
-        out[VAE_PREFIX + key] = tensor.detach().contiguous()
+        out[VAE_PREFIX + key] = tensor
     return out
 
 
@@ -238,7 +238,7 @@ def single_file_state_dict(pipe) -> dict:
         open_clip_prefix = REFINER_OPEN_CLIP_PREFIX
     for key, tensor in _open_clip(pipe.text_encoder_2).items():
         out[open_clip_prefix + key] = tensor
-    return {key: tensor.detach().contiguous() for key, tensor in out.items()}  # in the weights' own dtype
+    return out  # in the weights' own dtype
 
 
 def save_single_file(pipe_or_vae, path: str | os.PathLike) -> Path:
@@ -250,6 +250,7 @@ def save_single_file(pipe_or_vae, path: str | os.PathLike) -> Path:
         state = single_file_state_dict(pipe_or_vae)
     else:
         state = {k.removeprefix(VAE_PREFIX): v for k, v in _vae_state_dict(pipe_or_vae).items()}
+    state = {key: tensor.detach().contiguous() for key, tensor in state.items()}
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
