@@ -71,10 +71,19 @@ def model_flags(tiny_model: Path, refiner: bool = False) -> list[str]:
     return flags
 
 
-def run_cli(*args: str) -> int:
+def run_cli(*args: str, files=None) -> int:
+    """`music2image ARGS` in this process; `files`: a music2image.outputs.Files that observes or breaks writes."""
     from music2image.cli import main
+    from music2image.outputs import DEFAULT_FILES
 
-    return main(list(args))
+    return main(list(args), files=files or DEFAULT_FILES)
+
+
+@pytest.fixture
+def ten_prompts(workdir):
+    """`generate --prompts-file p.json` with 2 samples x 5 prompts in the working directory."""
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=2)))
+    return ["generate", "--prompts-file", "p.json"]
 
 
 def run_subprocess(args: list[str], cwd: Path, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SMALL, VOLATILE, model_flags, prompts_doc, read_json, stable
 
-from music2image.outputs import OutputLock, read_journal_dir
+from music2image.journal import read_journal_dir
+from music2image.outputs import OutputLock
 
 # Besides timestamps and durations, only the fields that say how the work was split may differ.
 SPLIT = VOLATILE | {"processes", "batch_size"}
@@ -155,7 +156,7 @@ def test_a_launch_is_refused_while_an_unrelated_run_holds_the_folder(setup):
 
 
 def test_the_main_process_follows_other_shards_by_whole_new_lines_only(tmp_path):
-    from music2image.outputs import Journal
+    from music2image.journal import Journal
 
     shard = tmp_path / "generation_journal.1.jsonl"
     journal = Journal(shard)

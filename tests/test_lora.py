@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import SMALL, model_flags, prompts_doc, read_json, run_cli
 
-from music2image.generator import read_recipe
+from music2image.regenerate import read_recipe
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,9 @@ import pytest
 from conftest import SMALL, model_flags, prompts_doc, read_json, run_cli
 from PIL import Image
 
-from music2image import BatchImageGenerator, generator
+from music2image import BatchImageGenerator
 from music2image.engine import Engine
-
-
-@pytest.fixture
-def ten_prompts(workdir):
-    import json
-
-    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=2)))
-    return ["generate", "--prompts-file", "p.json"]
+from music2image.outputs import Files
 
 
 def _pixels(folder):
@@ -29,13 +22,16 @@ def _pixels(folder):
 def test_saving_runs_on_a_background_writer_while_the_next_batch_generates(ten_prompts, tiny_model, workdir,
                                                                              monkeypatch):
     events = []
-    real_write, real_generate = generator.atomic_write_bytes, Engine.generate
+    real_generate = Engine.generate
 
-    def slow_write(path, data):
-        start = time.monotonic()
-        time.sleep(0.3)  # a slow disk
-        real_write(path, data)
-        events.append(("save", threading.current_thread().name, start, time.monotonic()))
+    class SlowDisk(Files):
+        def write_atomic(self, path, data):
+            if not str(path).endswith(".png"):
+                return super().write_atomic(path, data)
+            start = time.monotonic()
+            time.sleep(0.3)  # a slow disk
+            super().write_atomic(path, data)
+            events.append(("save", threading.current_thread().name, start, time.monotonic()))
 
     def timed_generate(self, requests, *args, **kwargs):
         start = time.monotonic()
@@ -43,9 +39,9 @@ def test_saving_runs_on_a_background_writer_while_the_next_batch_generates(ten_p
         events.append(("generate", threading.current_thread().name, start, time.monotonic()))
         return outcomes
 
-    monkeypatch.setattr(generator, "atomic_write_bytes", slow_write)
     monkeypatch.setattr(Engine, "generate", timed_generate)
-    assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, "--batch-size", "2", "--quiet") == 0
+    assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, "--batch-size", "2", "--quiet",
+                   files=SlowDisk()) == 0
 
     saves = [e for e in events if e[0] == "save"]
     generates = [e for e in events if e[0] == "generate"]

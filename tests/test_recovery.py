@@ -10,14 +10,8 @@ from conftest import SMALL, model_flags, prompts_doc, read_json, run_cli
 from diffusers import AutoencoderKL
 
 from music2image import engine as engine_module
-from music2image import generator as generator_module
-from music2image.outputs import JOURNAL_NAME, Journal
-
-
-@pytest.fixture
-def ten_prompts(workdir):
-    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=2)))
-    return ["generate", "--prompts-file", "p.json"]
+from music2image.journal import JOURNAL_NAME, Journal
+from music2image.outputs import Files
 
 
 def _log(workdir):
@@ -25,14 +19,14 @@ def _log(workdir):
 
 
 def test_an_exception_for_one_prompt_is_recorded_and_the_run_goes_on(ten_prompts, tiny_model, workdir, monkeypatch):
-    real = engine_module.Engine._generate_batch
+    real = engine_module.Engine.run_batch
 
-    def failing(self, requests, should_stop):
+    def failing(self, requests, call):
         if any("1-2" in r.prompt for r in requests):
             raise RuntimeError("boom for this prompt")
-        return real(self, requests, should_stop)
+        return real(self, requests, call)
 
-    monkeypatch.setattr(engine_module.Engine, "_generate_batch", failing)
+    monkeypatch.setattr(engine_module.Engine, "run_batch", failing)
     assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, "--batch-size", "4") == 1
     log = _log(workdir)
     failed = [e for e in log["generated_images"] if e["status"] == "failed"]
@@ -45,23 +39,23 @@ def test_an_exception_for_one_prompt_is_recorded_and_the_run_goes_on(ten_prompts
     assert summary["success_rate"] == 90.0 and summary["by_sample"]["1"]["failed"] == 1
     assert summary["failures"] == [{"sample_idx": 1, "prompt_id": 2, "error": "boom for this prompt"}]
     # The failed image is retried by the next run, the others are kept.
-    monkeypatch.setattr(engine_module.Engine, "_generate_batch", real)
+    monkeypatch.setattr(engine_module.Engine, "run_batch", real)
     assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL) == 0
     records = [r for r in Journal.read(workdir / "images" / JOURNAL_NAME) if r.get("type") == "image"]
     assert len(records) == 11 and (records[-1]["sample_idx"], records[-1]["prompt_id"]) == (1, 2)
 
 
 def test_cuda_oom_halves_the_batch_then_falls_back_to_low_memory(ten_prompts, tiny_model, workdir, monkeypatch, capsys):
-    real = engine_module.Engine._generate_batch
+    real = engine_module.Engine.run_batch
     sizes = []
 
-    def oom_above_one(self, requests, should_stop):
+    def oom_above_one(self, requests, call):
         sizes.append(len(requests))
-        if len(requests) > 1 or (requests[0].prompt.endswith("0-0") and not self._oom_fallback_used):
+        if len(requests) > 1 or (requests[0].prompt.endswith("0-0") and not self.memory_notes):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(self, requests, should_stop)
+        return real(self, requests, call)
 
-    monkeypatch.setattr(engine_module.Engine, "_generate_batch", oom_above_one)
+    monkeypatch.setattr(engine_module.Engine, "run_batch", oom_above_one)
     assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, "--batch-size", "4") == 0
     assert sizes[:4] == [4, 2, 1, 1]  # halve, halve, then one image needs the low-memory fallback once
     err = capsys.readouterr().err
@@ -74,10 +68,10 @@ def test_cuda_oom_halves_the_batch_then_falls_back_to_low_memory(ten_prompts, ti
 
 
 def test_oom_at_batch_one_after_the_fallback_marks_the_image_failed(ten_prompts, tiny_model, workdir, monkeypatch):
-    def always_oom(self, requests, should_stop):
+    def always_oom(self, requests, call):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(engine_module.Engine, "_generate_batch", always_oom)
+    monkeypatch.setattr(engine_module.Engine, "run_batch", always_oom)
     assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, "--limit", "2") == 1
     assert [e["error"] for e in _log(workdir)["generated_images"]] == ["CUDA out of memory: CUDA out of memory"] * 2
 
@@ -122,17 +116,16 @@ def test_black_image_that_stays_black_is_failed_never_saved(ten_prompts, tiny_mo
 
 @pytest.mark.parametrize("code, reason", [(errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied")])
 def test_disk_full_stops_cleanly_and_resumes(code, reason, ten_prompts, tiny_model, workdir, monkeypatch, capsys):
-    real = generator_module.atomic_write_bytes
     calls = []
 
-    def full_disk(path, data):
-        calls.append(path)
-        if len(calls) == 3:
-            raise OSError(code, reason)
-        return real(path, data)
+    class FullDisk(Files):
+        def write_atomic(self, path, data):
+            calls.append(path)
+            if len(calls) == 3:
+                raise OSError(code, reason)
+            return super().write_atomic(path, data)
 
-    monkeypatch.setattr(generator_module, "atomic_write_bytes", full_disk)
-    assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL) == 1
+    assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, files=FullDisk()) == 1
     err = capsys.readouterr().err
     assert f"could not write results ({reason})" in err and "run the same command again" in err
     assert "Traceback" not in err
@@ -140,7 +133,6 @@ def test_disk_full_stops_cleanly_and_resumes(code, reason, ten_prompts, tiny_mod
     assert len(records) == 2  # the journal holds exactly what is on disk
     assert len(list((workdir / "images").rglob("*.png"))) == 2
     assert not list((workdir / "images").rglob("*.tmp"))
-    monkeypatch.setattr(generator_module, "atomic_write_bytes", real)
     assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL) == 0
     assert _log(workdir)["metadata"]["successful"] == 10
 

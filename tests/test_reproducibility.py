@@ -70,9 +70,9 @@ def test_equals_a_plain_diffusers_call_with_the_recorded_seed(scheduler, prompts
 
     pipe = StableDiffusionXLPipeline.from_pretrained(str(tiny_model / "base"), use_safetensors=True)
     engine_settings = GenerationSettings(model=str(tiny_model / "base"), scheduler=scheduler)
-    from music2image.engine import _make_scheduler
+    from music2image.engine import make_scheduler
 
-    pipe.scheduler = _make_scheduler(scheduler, pipe.scheduler.config, None)
+    pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config, None)
     plain = pipe(entry["visual_prompt"], width=64, height=64, num_inference_steps=2, guidance_scale=5.0,
                  generator=torch.Generator("cpu").manual_seed(entry["seed"]), output_type="np").images[0]
     assert np.array_equal(ours, (plain * 255).round().astype("uint8"))

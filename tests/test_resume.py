@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SMALL, model_flags, prompts_doc, read_json, run_cli, run_subprocess, stable
 
-from music2image.outputs import JOURNAL_NAME, Journal, OutputLock
+from music2image.journal import JOURNAL_NAME, Journal
+from music2image.outputs import OutputLock
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))

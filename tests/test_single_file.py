@@ -10,7 +10,7 @@ import pytest
 from conftest import SMALL, model_flags, prompts_doc, read_json, run_cli
 from PIL import Image
 
-from music2image.generator import read_recipe
+from music2image.regenerate import read_recipe
 from music2image.single_file import (
     checkpoint_kind,
     checkpoint_sha256,

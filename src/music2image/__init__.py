@@ -1,9 +1,9 @@
 """music2image: turn visual prompts (from music) into SDXL images, batched, resumable and reproducible."""
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402,F401
 
 from .errors import ExitStatus, Music2ImageError, PromptFileError, SettingsError  # noqa: E402
-from .generator import BatchImageGenerator  # noqa: E402
+from .run import BatchImageGenerator  # noqa: E402
 from .prompts import load_prompts, select_prompts  # noqa: E402
 from .results import ImageResult, RunResult  # noqa: E402
 from .settings import GenerationSettings  # noqa: E402

@@ -5,21 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 
-from . import __version__
+from .version import __version__
 from .errors import ExitStatus, Music2ImageError
+from .outputs.files import DEFAULT_FILES, Files
 from .prompts import DEFAULT_PROMPTS_FILE
-from .settings import (
-    DEFAULT_MODEL,
-    DEFAULT_REFINER_MODEL,
-    DTYPES,
-    IMAGE_FORMATS,
-    OFFLOAD_MODES,
-    SCHEDULERS,
-    TIMESTEP_SPACINGS,
-    GenerationSettings,
-)
+from .settings import GenerationSettings, Setting, declared_settings, default_of, flag_of
 
 EXIT_CODES_HELP = """exit codes:
   0    every image succeeded
@@ -72,62 +66,50 @@ def _sample_range(text: str) -> tuple[int, int]:
     return (first, last)
 
 
-def _batch_size(text: str) -> int | str:
-    return "auto" if text == "auto" else _positive_int(text)
+def _setting_flag(parser: argparse.ArgumentParser, name: str, declared: Setting) -> None:
+    """One GenerationSettings field as a flag, from its declaration in settings.py."""
+    default = default_of(name)
+    kwargs = dict(dest=name, default=default, help=declared.help)
+    if isinstance(default, bool):
+        kwargs["action"] = "store_true"
+    else:
+        kind = type(default) if default is not None else str
+        kwargs["type"] = _checked(declared.parse) if declared.parse else _TYPES.get(kind, str)
+        if declared.choices:
+            kwargs["choices"] = declared.choices
+        if declared.metavar:
+            kwargs["metavar"] = declared.metavar
+        shown = declared.default_text or default
+        kwargs["help"] = f"{declared.help} (default: {shown})"
+    parser.add_argument(flag_of(name), **kwargs)
+
+
+def _checked(parse):
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
+
+
+_TYPES = {int: lambda text: _int(text), float: lambda text: _float(text), str: str}
 
 
 def _add_generation_flags(p: argparse.ArgumentParser) -> None:
-    d = GenerationSettings()
     p.add_argument("--prompts-file", default=DEFAULT_PROMPTS_FILE, help="visual-prompts JSON (default: %(default)s)")
-    p.add_argument("--output-dir", default="images", help="where images, log and summary go (default: %(default)s)")
-    p.add_argument("--width", type=_int, default=d.width, help="image width, multiple of 8, >= 64 (default: %(default)s)")
-    p.add_argument("--height", type=_int, default=d.height, help="image height, multiple of 8, >= 64 (default: %(default)s)")
-    p.add_argument("--steps", type=_int, default=d.steps, help="denoising steps (default: %(default)s)")
-    p.add_argument("--refiner", action="store_true", help="finish with the SDXL refiner (ensemble of experts)")
-    p.add_argument("--device", default=d.device, help="auto (cuda, then mps, then cpu), cpu, mps, cuda, cuda:N (default: %(default)s)")
+    p.add_argument("--output-dir", default="images",
+                   help="where images, log and summary go, relative to the working directory (default: %(default)s)")
     p.add_argument("--limit", type=_positive_int, help="at most N prompts (after sample selection)")
     p.add_argument("--samples", type=_positive_int, help="only the first N samples of the file")
-    p.add_argument("--sample-range", type=_sample_range, metavar="A:B", help="only samples with A <= sample_idx < B")
-    p.add_argument("--no-save", action="store_true", help="generate and write log + summary, but no image files")
-    p.add_argument("--model", default=d.model,
-                   help=f"base model: hub id, local diffusers folder, single-file .safetensors checkpoint (A1111/Civitai "
-                        f"layout), or 'tiny' (default: {DEFAULT_MODEL})")
-    p.add_argument("--model-config", metavar="FOLDER_OR_ID",
-                   help="for a single-file --model: the diffusers configs of its architecture (a local folder works "
-                        "offline; default: inferred by diffusers and read from the hub)")
-    p.add_argument("--vae", default=None,
-                   help="another VAE (hub id, folder or single .safetensors file), e.g. madebyollin/sdxl-vae-fp16-fix")
-    p.add_argument("--refiner-model", default=d.refiner_model,
-                   help=f"refiner model, as --model (default: {DEFAULT_REFINER_MODEL})")
-    p.add_argument("--refiner-model-config", metavar="FOLDER_OR_ID",
-                   help="for a single-file --refiner-model: the diffusers configs of its architecture")
-    p.add_argument("--refiner-switch", type=_float, default=d.refiner_switch,
-                   help="fraction of the steps run by the base before the refiner takes over (default: %(default)s)")
-    p.add_argument("--seed", type=_int, default=d.seed,
-                   help="base seed; each image's seed comes from (seed, sample_idx, prompt_id) (default: %(default)s)")
-    p.add_argument("--guidance-scale", type=_float, default=d.guidance_scale, help="classifier-free guidance (default: %(default)s)")
-    p.add_argument("--negative-prompt", default=None, help="negative prompt for every image (default: none)")
-    p.add_argument("--scheduler", default=d.scheduler, choices=SCHEDULERS, help="sampler (default: %(default)s)")
-    p.add_argument("--timestep-spacing", default=None, choices=TIMESTEP_SPACINGS,
-                   help="override the scheduler's timestep spacing (few-step models want trailing)")
-    p.add_argument("--dtype", default=d.dtype, choices=DTYPES, help="auto: float16 on cuda, float32 elsewhere (default: %(default)s)")
-    p.add_argument("--batch-size", type=_batch_size, default=d.batch_size,
-                   help="prompts per pipeline call; auto: from free GPU memory, 1 on CPU (default: %(default)s)")
-    p.add_argument("--offload", default=d.offload, choices=OFFLOAD_MODES, help="move weights to the GPU only when used (default: %(default)s)")
-    p.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory at large sizes)")
-    p.add_argument("--lora", metavar="PATH_OR_ID",
-                   help="a LoRA for the base (.safetensors file, folder or hub id), fused into the weights; few-step "
-                        "LoRAs (LCM, Lightning, Hyper-SD) also want --scheduler, --timestep-spacing trailing, low "
-                        "--guidance-scale and --steps")
-    p.add_argument("--lora-scale", type=_float, default=1.0, help="strength of --lora (default: %(default)s)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the UNet and VAE decoder for the run's fixed shapes (compile time reported apart)")
-    p.add_argument("--format", dest="image_format", default=d.image_format, choices=IMAGE_FORMATS, help="image file format (default: %(default)s)")
-    p.add_argument("--truncate-prompts", action="store_true",
-                   help="keep only the first 75 CLIP tokens of each prompt, as stock SDXL does (default: encode long "
-                        "prompts whole, in 75-token chunks)")
-    p.add_argument("--overwrite", action="store_true", help="regenerate everything, even images already made with another recipe")
-    p.add_argument("--quiet", action="store_true", help="no progress bar; only warnings and errors")
+    p.add_argument("--sample-range", type=_sample_range, metavar="A:B",
+                   help="only samples with A <= sample_idx < B (for batch sets: 0:20, 20:40, ...)")
+    p.add_argument("--no-save", action="store_true", help="run everything and write both JSON files, but no images")
+    for name, declared in declared_settings().items():
+        _setting_flag(p, name, declared)
+    p.add_argument("--overwrite", action="store_true",
+                   help="regenerate everything, even where the folder holds another recipe's images")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, only warnings and errors")
 
 
 def _add_prompt_flags(p: argparse.ArgumentParser) -> None:
@@ -231,37 +213,11 @@ def _configure_logging(quiet: bool) -> None:
 
 
 def _settings_from_args(args) -> GenerationSettings:
-    return GenerationSettings(
-        model=args.model,
-        model_config=args.model_config,
-        refiner=args.refiner,
-        refiner_model=args.refiner_model,
-        refiner_model_config=args.refiner_model_config,
-        refiner_switch=args.refiner_switch,
-        width=args.width,
-        height=args.height,
-        steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        negative_prompt=args.negative_prompt,
-        scheduler=args.scheduler,
-        timestep_spacing=args.timestep_spacing,
-        seed=args.seed,
-        dtype=args.dtype,
-        device=args.device,
-        batch_size=args.batch_size,
-        offload=args.offload,
-        vae_tiling=args.vae_tiling,
-        compile=args.compile,
-        lora=args.lora,
-        lora_scale=args.lora_scale,
-        image_format=args.image_format,
-        truncate_prompts=args.truncate_prompts,
-        vae=args.vae,
-    )
+    return GenerationSettings(**{name: getattr(args, name) for name in declared_settings()})
 
 
 def _cmd_generate(args) -> int:
-    from .generator import BatchImageGenerator
+    from .run import BatchImageGenerator
 
     generator = BatchImageGenerator(
         prompts_file=args.prompts_file,
@@ -273,8 +229,11 @@ def _cmd_generate(args) -> int:
         overwrite=args.overwrite,
         progress=False if args.quiet else None,
         settings=_settings_from_args(args),
+        stop=args.stop,
+        files=args.files,
     )
-    result = generator.run()
+    with _stop_on_signals(args.stop):
+        result = generator.run()
     if result.process_index:  # under `accelerate launch`, the main process speaks for the launch
         return result.exit_status
     state = "interrupted" if result.interrupted else "done"
@@ -323,7 +282,7 @@ def _cmd_run(args) -> int:
 def _cmd_show(args) -> int:
     import json
 
-    from .generator import read_recipe
+    from .regenerate import read_recipe
 
     document = read_recipe(args.image)
     parameters = document.pop("parameters", None)
@@ -335,7 +294,7 @@ def _cmd_show(args) -> int:
 
 
 def _cmd_regenerate(args) -> int:
-    from .generator import regenerate_image
+    from .regenerate import regenerate_image
 
     print(f"written: {regenerate_image(args.image, args.output, args.device)}")
     return ExitStatus.OK
@@ -380,12 +339,41 @@ def _cmd_make_tiny_model(args) -> int:
     return ExitStatus.OK
 
 
-def main(argv: list[str] | None = None) -> int:
+class _stop_on_signals:
+    """First SIGINT/SIGTERM: stop after the batch in flight is abandoned. Second: stop at once
+    (KeyboardInterrupt); atomic writes still leave no torn file."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        logging.getLogger("music2image").warning(
+            "%s received: stopping (press Ctrl-C again to stop at once)", signal.Signals(signum).name)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def main(argv: list[str] | None = None, *, files: Files = DEFAULT_FILES) -> int:
+    """The command line. `files`: the write path of generating commands (tests pass one that crashes in it)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (already printed as one line)
         return int(exc.code or 0)
+    args.files, args.stop = files, threading.Event()
     # Under `accelerate launch` only the main process (RANK 0) talks; the others report warnings and errors.
     _configure_logging(getattr(args, "quiet", False) or os.environ.get("RANK", "0") != "0")
     try:
@@ -406,3 +394,28 @@ def main(argv: list[str] | None = None) -> int:
 def main_exit() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+def generate_flags_table() -> str:
+    """The README's `generate` flags table, made from the parser (and so from the settings' declarations):
+    `python -c "from music2image.cli import generate_flags_table; print(generate_flags_table())"`."""
+    import re
+
+    generate = build_parser()._subparsers._group_actions[0].choices["generate"]
+    rows = ["| flag | default | meaning |", "|---|---|---|"]
+    declared = {flag_of(name): (name, setting) for name, setting in declared_settings().items()}
+    for action in generate._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        flag = action.option_strings[-1]
+        if flag in declared:
+            name, setting = declared[flag]
+            default, meaning = setting.default_text or default_of(name), setting.help
+            plain = setting.default_text is not None
+        else:
+            default, meaning, plain = action.default, re.sub(r" \(default: %\(default\)s\)$", "", action.help), False
+        if isinstance(default, bool) or default is None or default == argparse.SUPPRESS:
+            default, plain = ("off" if action.nargs == 0 else "none"), True
+        default = default if plain else f"`{default}`"
+        rows.append(f"| `{flag}` | {default} | {meaning} |")
+    return "\n".join(rows)

@@ -1,4 +1,12 @@
-"""Every generation setting in one frozen dataclass, with its default, validated once (all problems at once)."""
+"""Every generation setting, declared ONCE: name, type, default, flag, help, validation, whether it belongs to an
+image's recipe, and its AUTOMATIC1111 `parameters` name.
+
+The CLI flags and `--help` (cli.py), validation (`GenerationSettings.problems`), the recipe written into each image
+and compared on resume (recipe.py), the settings `regenerate` rebuilds from a recipe, and the README's flag table
+(checked by tests/test_settings.py) all derive from the `field(metadata=setting(...))` declarations below.
+
+Adding a setting: declare it here, use it where it acts (engine/ or run.py), and add a test. Nothing else.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +14,20 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any, Callable
 
 from .errors import SettingsError
-from .single_file import is_single_file, single_file_problems
+from .sources import (
+    DEFAULT_MODEL,
+    TINY_MODEL,
+    is_single_file,
+    lora_source_problems,
+    model_config_problems,
+    model_source_problems,
+)
 
-DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 DEFAULT_REFINER_MODEL = "stabilityai/stable-diffusion-xl-refiner-1.0"
-TINY_MODEL = "tiny"  # shortcut: the tiny random SDXL built in code (see tiny.py)
 
-SCHEDULERS = ("euler", "euler-a", "dpm++2m", "dpm++2m-karras", "unipc", "ddim")
-TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-DEVICES_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-OFFLOAD_MODES = ("auto", "none", "model", "sequential")
-IMAGE_FORMATS = ("png", "webp", "jpeg")
 # A1111 sampler names, so the `parameters` chunk reads the way the SD ecosystem expects.
 SAMPLER_NAMES = {
     "euler": "Euler",
@@ -30,43 +37,203 @@ SAMPLER_NAMES = {
     "unipc": "UniPC",
     "ddim": "DDIM",
 }
-PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+SCHEDULERS = tuple(SAMPLER_NAMES)
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+DEVICES_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+OFFLOAD_MODES = ("auto", "none", "model", "sequential")
+IMAGE_FORMATS = ("png", "webp", "jpeg")
 MAX_SEED = 2**32 - 1
 MAX_SIDE = 4096
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
-    """What to generate and how. The `recipe_fields` decide the pixels; the rest only how fast."""
+class Setting:
+    """How one GenerationSettings field appears outside Python. See `setting()`."""
 
-    model: str = DEFAULT_MODEL
-    refiner: bool = False
-    refiner_model: str = DEFAULT_REFINER_MODEL
+    help: str
+    flag: str | None = None  # default: --the-field-name
+    metavar: str | None = None
+    choices: tuple | None = None
+    check: Callable[[Any], str | None] | None = None  # a value → what is wrong with it (None: fine)
+    parse: Callable[[str], Any] | None = None  # the flag's text → value (default: by the field's type)
+    recipe: bool = False  # part of an image's recipe (decides the pixels)
+    recipe_when: Callable[[Any], bool] | None = None  # in the recipe only when this holds for the settings
+    when_absent: str = "omit"  # with recipe_when false: "omit" the key, or write "null"
+    a1111: str | None = None  # its name in A1111's `parameters` text
+    a1111_value: Callable[[Any], Any] | None = None
+    default_text: str | None = None  # the default as the README/--help say it, when not the value itself
+
+
+def setting(default: Any = dataclasses.MISSING, **declaration) -> Any:
+    """A GenerationSettings field with its declaration attached (dataclass field metadata)."""
+    return field(default=default, metadata={"setting": Setting(**declaration)})
+
+
+def _side(name: str):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 64 or value % 8 or value > MAX_SIDE:
+            return (f"--{name} {value!r}: must be a multiple of 8 from 64 to {MAX_SIDE} "
+                    "(SDXL works in 8x smaller latents; we never round for you)")
+        return None
+    return check
+
+
+def _whole(flag: str, low: int, high: int):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"{flag} {value!r}: must be a whole number from {low} to {high}"
+        return None
+    return check
+
+
+def _number(flag: str, low: float, high: float):
+    def check(value):
+        if not _finite(value) or not low <= value <= high:
+            return f"{flag} {value!r}: must be a number from {low:g} to {high:g}"
+        return None
+    return check
+
+
+def _choice(flag: str, choices: tuple, optional: bool = False):
+    def check(value):
+        if (optional and value is None) or value in choices:
+            return None
+        return f"{flag} {value!r}: choose one of {', '.join(choices)}"
+    return check
+
+
+def _check_refiner_switch(value):
+    if not _finite(value) or not 0 < value < 1:
+        return (f"--refiner-switch {value!r}: must be between 0 and 1 (exclusive): "
+                "the fraction of the steps the base model runs")
+    return None
+
+
+def _check_device(value):
+    if not isinstance(value, str) or not DEVICES_PATTERN.match(value):
+        return f"--device {value!r}: use auto, cpu, mps, cuda or cuda:N"
+    return None
+
+
+def _check_batch_size(value):
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256):
+        return f"--batch-size {value!r}: use auto or a whole number from 1 to 256"
+    return None
+
+
+def _check_text(flag: str):
+    def check(value):
+        return None if value is None or isinstance(value, str) else f"{flag} {value!r}: must be text"
+    return check
+
+
+def _parse_batch_size(text: str) -> int | str:
+    """`--batch-size` text → "auto" or a whole number (ValueError says what is wrong)."""
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise ValueError(f"{text!r} must be 1 or more")
+    return value
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _uses_refiner(settings) -> bool:
+    return settings.refiner
+
+
+def _single_file_model(settings) -> bool:
+    return is_single_file(settings.model)
+
+
+def _single_file_refiner(settings) -> bool:
+    return settings.refiner and is_single_file(settings.refiner_model)
+
+
+def _uses_lora(settings) -> bool:
+    return settings.lora is not None
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What to generate and how. Settings with `recipe=True` decide the pixels; the rest only how fast."""
+
+    model: str = setting(
+        DEFAULT_MODEL, recipe=True,
+        help="base model: hub id, local diffusers folder, single-file .safetensors checkpoint (A1111/Civitai "
+             "layout), or 'tiny'")
+    vae: str | None = setting(None, recipe=True, default_text="the model's",
+                              help="another VAE (hub id, folder or single .safetensors file), e.g. "
+                                   "madebyollin/sdxl-vae-fp16-fix")
+    refiner: bool = setting(False, help="finish with the SDXL refiner (ensemble of expert denoisers)")
+    refiner_model: str = setting(
+        DEFAULT_REFINER_MODEL, recipe=True, recipe_when=_uses_refiner, when_absent="null",
+        help="refiner model, as --model; shares the base's text_encoder_2 and VAE (one copy in memory)")
+    refiner_switch: float = setting(
+        0.8, check=_check_refiner_switch, recipe=True, recipe_when=_uses_refiner, when_absent="null",
+        a1111="Refiner switch at",
+        help="fraction of the steps the base runs before the refiner takes over (denoising_end/denoising_start)")
+    width: int = setting(768, check=_side("width"), recipe=True,
+                         help="image width: a multiple of 8 from 64 to 4096 (never rounded for you)")
+    height: int = setting(768, check=_side("height"), recipe=True,
+                          help="image height: a multiple of 8 from 64 to 4096 (never rounded for you)")
+    steps: int = setting(30, check=_whole("--steps", 1, 1000), recipe=True, a1111="Steps", help="denoising steps")
+    scheduler: str = setting("euler", choices=SCHEDULERS, check=_choice("--scheduler", SCHEDULERS), recipe=True,
+                             a1111="Sampler", a1111_value=SAMPLER_NAMES.get, help="sampler")
+    timestep_spacing: str | None = setting(
+        None, choices=TIMESTEP_SPACINGS, check=_choice("--timestep-spacing", TIMESTEP_SPACINGS, optional=True),
+        recipe=True, default_text="the scheduler's",
+        help="override the scheduler's timestep spacing (few-step models want trailing)")
+    guidance_scale: float = setting(5.0, check=_number("--guidance-scale", 0, 100), recipe=True, a1111="CFG scale",
+                                    help="classifier-free guidance")
+    negative_prompt: str | None = setting(None, check=_check_text("--negative-prompt"), recipe=True,
+                                          default_text="none", help="one negative prompt for every image")
+    dtype: str = setting("auto", choices=DTYPES, check=_choice("--dtype", DTYPES), recipe=True,
+                         help="auto: float16 on cuda, float32 elsewhere; bfloat16 selectable")
+    seed: int = setting(0, check=_whole("--seed", 0, MAX_SEED), recipe=True,
+                        help="base seed; each image's seed is derived from (seed, sample_idx, prompt_id) and recorded")
+    truncate_prompts: bool = setting(
+        False, recipe=True,
+        help="keep only the first 75 CLIP tokens of each prompt, as stock SDXL does (default: encode long prompts "
+             "whole, in 75-token chunks)")
+    image_format: str = setting("png", flag="--format", choices=IMAGE_FORMATS,
+                                check=_choice("--format", IMAGE_FORMATS), recipe=True, help="image file format")
+    # Compiled kernels round differently; in the recipe only when on, so recipes from before the flag still match.
+    compile: bool = setting(
+        False, recipe=True, recipe_when=lambda s: s.compile,
+        help="torch.compile the UNet and VAE decoder for the run's fixed shapes (compile time reported apart)")
+    lora: str | None = setting(
+        None, metavar="PATH_OR_ID", recipe=True, recipe_when=_uses_lora, default_text="none",
+        help="a LoRA fused into the base (.safetensors file, folder or hub id); few-step LoRAs (LCM, Lightning, "
+             "Hyper-SD) also want --scheduler, --timestep-spacing trailing, low --guidance-scale and --steps")
+    lora_scale: float = setting(1.0, check=_number("--lora-scale", -10, 10), recipe=True, recipe_when=_uses_lora,
+                                help="strength of --lora")
     # The diffusers configs (folder, hub id or `tiny`) that describe a single-file --model / --refiner-model;
     # None: diffusers infers them from the checkpoint and reads them from the hub (Stability's SDXL repos).
-    model_config: str | None = None
-    refiner_model_config: str | None = None
-    refiner_switch: float = 0.8
-    width: int = 768
-    height: int = 768
-    steps: int = 30
-    guidance_scale: float = 5.0
-    negative_prompt: str | None = None
-    scheduler: str = "euler"
-    timestep_spacing: str | None = None  # None: the scheduler config's own (SDXL: leading)
-    seed: int = 0
-    dtype: str = "auto"
-    vae: str | None = None  # another VAE (hub id or folder), e.g. madebyollin/sdxl-vae-fp16-fix
-    truncate_prompts: bool = False  # stock CLIP behaviour: keep the first 75 tokens (default: encode in chunks)
-    # runtime choices: same pixels, other speed or memory
-    device: str = "auto"
-    batch_size: int | str = "auto"
-    offload: str = "auto"  # auto: model offload + VAE tiling only on a GPU too small to hold everything
-    vae_tiling: bool = False
-    lora: str | None = None  # a LoRA for the base UNet/text encoders (folder, .safetensors file or hub id), fused
-    lora_scale: float = 1.0
-    compile: bool = False  # torch.compile the UNet and VAE decoder (fixed shapes; fused kernels move pixels by ~1)
-    image_format: str = "png"
+    model_config: str | None = setting(
+        None, metavar="FOLDER_OR_ID", recipe=True, recipe_when=_single_file_model, default_text="inferred",
+        help="for a single-file --model: the diffusers configs of its architecture (a local folder works offline; "
+             "default: inferred by diffusers and read from the hub)")
+    refiner_model_config: str | None = setting(
+        None, metavar="FOLDER_OR_ID", recipe=True, recipe_when=_single_file_refiner, default_text="inferred",
+        help="as --model-config, for a single-file --refiner-model")
+    # Runtime choices: the same pixels, another speed or memory use.
+    device: str = setting("auto", check=_check_device,
+                          help="auto (cuda, then mps, then cpu), cpu, mps, cuda, cuda:N; an explicit device that is "
+                               "absent is an error, never a fallback")
+    batch_size: int | str = setting("auto", check=_check_batch_size, parse=_parse_batch_size,
+                                    help="prompts per pipeline call; auto: from free GPU memory, 1 on CPU")
+    offload: str = setting("auto", choices=OFFLOAD_MODES, check=_choice("--offload", OFFLOAD_MODES),
+                           help="model or sequential CPU offload (CUDA only); auto: model offload + VAE tiling only "
+                                "when the GPU is too small for the whole pipeline")
+    vae_tiling: bool = setting(False, help="decode in tiles (less memory at large sizes)")
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def replace(self, **changes) -> "GenerationSettings":
@@ -75,61 +242,26 @@ class GenerationSettings:
     def problems(self) -> list[str]:
         """Every invalid value, each as one line naming the flag, the value and what would be valid."""
         problems = []
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 64 or value % 8 or value > MAX_SIDE:
-                problems.append(
-                    f"--{name} {value!r}: must be a multiple of 8 from 64 to {MAX_SIDE} "
-                    "(SDXL works in 8x smaller latents; we never round for you)"
-                )
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= 1000:
-            problems.append(f"--steps {self.steps!r}: must be a whole number from 1 to 1000")
-        if not _finite(self.guidance_scale) or not 0 <= self.guidance_scale <= 100:
-            problems.append(f"--guidance-scale {self.guidance_scale!r}: must be a number from 0 to 100")
-        if not _finite(self.refiner_switch) or not 0 < self.refiner_switch < 1:
-            problems.append(
-                f"--refiner-switch {self.refiner_switch!r}: must be between 0 and 1 (exclusive): "
-                "the fraction of the steps the base model runs"
-            )
-        elif self.refiner and isinstance(self.steps, int) and self.steps >= 1:
+        for name, declared in declared_settings().items():
+            if declared.check is not None:
+                problem = declared.check(getattr(self, name))
+                if problem:
+                    problems.append(problem)
+        if self.refiner and not _check_refiner_switch(self.refiner_switch) and not _whole("", 1, 1000)(self.steps):
             base_steps = int(self.steps * self.refiner_switch)
             if base_steps < 1 or base_steps >= self.steps:
-                problems.append(
-                    f"--refiner-switch {self.refiner_switch} with --steps {self.steps}: leaves no step for the "
-                    "base or the refiner; use more steps"
-                )
-        if self.scheduler not in SCHEDULERS:
-            problems.append(f"--scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
-        if self.timestep_spacing is not None and self.timestep_spacing not in TIMESTEP_SPACINGS:
-            problems.append(f"--timestep-spacing {self.timestep_spacing!r}: choose one of {', '.join(TIMESTEP_SPACINGS)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            problems.append(f"--seed {self.seed!r}: must be a whole number from 0 to {MAX_SEED}")
-        if self.dtype not in DTYPES:
-            problems.append(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
-        if not isinstance(self.device, str) or not DEVICES_PATTERN.match(self.device):
-            problems.append(f"--device {self.device!r}: use auto, cpu, mps, cuda or cuda:N")
-        if self.batch_size != "auto" and (
-            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 256
-        ):
-            problems.append(f"--batch-size {self.batch_size!r}: use auto or a whole number from 1 to 256")
-        if self.offload not in OFFLOAD_MODES:
-            problems.append(f"--offload {self.offload!r}: choose one of {', '.join(OFFLOAD_MODES)}")
-        if self.image_format not in IMAGE_FORMATS:
-            problems.append(f"--format {self.image_format!r}: choose one of {', '.join(IMAGE_FORMATS)}")
-        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
-            problems.append(f"--negative-prompt {self.negative_prompt!r}: must be text")
+                problems.append(f"--refiner-switch {self.refiner_switch} with --steps {self.steps}: leaves no step "
+                                "for the base or the refiner; use more steps")
         problems += model_source_problems("--model", self.model, single_file="base")
-        problems += _config_problems("--model-config", self.model_config, "--model", self.model)
+        problems += model_config_problems("--model-config", self.model_config, "--model", self.model)
         if self.vae is not None:
             problems += model_source_problems("--vae", self.vae, marker="config.json", single_file="vae")
         if self.refiner:
             problems += model_source_problems("--refiner-model", self.refiner_model, single_file="refiner")
-            problems += _config_problems("--refiner-model-config", self.refiner_model_config, "--refiner-model",
-                                         self.refiner_model)
+            problems += model_config_problems("--refiner-model-config", self.refiner_model_config, "--refiner-model",
+                                              self.refiner_model)
         if self.lora is not None:
             problems += lora_source_problems(self.lora)
-        if not _finite(self.lora_scale) or not -10 <= self.lora_scale <= 10:
-            problems.append(f"--lora-scale {self.lora_scale!r}: must be a number from -10 to 10")
         return problems
 
     def validate(self) -> "GenerationSettings":
@@ -139,58 +271,14 @@ class GenerationSettings:
         return self
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def declared_settings() -> dict[str, Setting]:
+    """Field name → declaration, in declaration order."""
+    return {f.name: f.metadata["setting"] for f in dataclasses.fields(GenerationSettings) if "setting" in f.metadata}
 
 
-def lora_source_problems(source: str) -> list[str]:
-    """A LoRA is a .safetensors file, a folder holding one, or a hub id (`org/name`)."""
-    if not isinstance(source, str) or not source.strip():
-        return ["--lora: must name a LoRA (a .safetensors file, a folder with one, or a hub id)"]
-    path = Path(source).expanduser()
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        return [f"--lora {source}: pickle weights can run arbitrary code when loaded; use a .safetensors LoRA"]
-    if path.is_file():
-        return [] if path.suffix.lower() == ".safetensors" else [f"--lora {source}: not a .safetensors file"]
-    if path.is_dir():
-        return [] if any(path.glob("*.safetensors")) else [f"--lora {source}: folder holds no .safetensors file"]
-    if source.startswith((".", "/", "~")) or source.count("/") != 1:
-        return [f"--lora {source}: no such file or folder (and not a hub id like latent-consistency/lcm-lora-sdxl)"]
-    return []
+def flag_of(name: str) -> str:
+    return declared_settings()[name].flag or "--" + name.replace("_", "-")
 
 
-def _config_problems(flag: str, config: str | None, model_flag: str, model: str) -> list[str]:
-    if config is None:
-        return []
-    if isinstance(model, str) and not model.lower().endswith(".safetensors"):
-        return [f"{flag} {config}: describes a single-file {model_flag} (.safetensors); {model} brings its own configs"]
-    return model_source_problems(flag, config)
-
-
-def model_source_problems(flag: str, source: str, marker: str = "model_index.json",
-                          single_file: str | None = None) -> list[str]:
-    """A model is `tiny`, a hub id (`org/name`), a local diffusers folder or, where `single_file` names what it
-    must hold ("base", "refiner" or "vae"), a single-file .safetensors checkpoint. Checked before anything loads."""
-    if not isinstance(source, str) or not source.strip():
-        return [f"{flag}: must name a model (a hub id like {DEFAULT_MODEL} or a local folder)"]
-    if source == TINY_MODEL and marker == "model_index.json":
-        return []
-    path = Path(source).expanduser()
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        return [
-            f"{flag} {source}: pickle checkpoints ({', '.join(PICKLE_SUFFIXES)}) can run arbitrary code when loaded, "
-            "so music2image refuses them; convert it to .safetensors or use a diffusers folder with safetensors weights"
-        ]
-    if path.exists():
-        if path.is_dir() and not (path / marker).is_file():
-            return [f"{flag} {source}: folder has no {marker}, so it is not a diffusers folder of that kind"]
-        if path.is_file():
-            if single_file is None or path.suffix.lower() != ".safetensors":
-                kinds = "a .safetensors checkpoint, " if single_file else ""
-                return [f"{flag} {source}: is a file; give {kinds}a diffusers folder or a hub id"]
-            return single_file_problems(flag, source, single_file)
-        return []
-    looks_like_path = source.startswith((".", "/", "~")) or "\\" in source or source.count("/") != 1
-    if looks_like_path:
-        return [f"{flag} {source}: no such file or folder (and not a hub id like {DEFAULT_MODEL})"]
-    return []
+def default_of(name: str) -> Any:
+    return GenerationSettings.__dataclass_fields__[name].default

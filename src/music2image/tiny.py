@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .cache import cache_dir
+
 TINY_MODEL_VERSION = 2
 # Common words of visual prompts get one token each, like in real CLIP; the rest falls back to characters.
 _WORDS = """a an the of and with in on at by to from into over under through across above below
@@ -151,7 +153,7 @@ def make_tiny_model(directory: str | os.PathLike) -> Path:
     the same as single files DIRECTORY/base.safetensors and DIRECTORY/refiner.safetensors; returns DIRECTORY."""
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
-    from .single_file import save_single_file
+    from .single_file_layout import save_single_file
 
     directory = Path(directory)
     tokenizer = build_tokenizer()
@@ -188,11 +190,6 @@ def make_tiny_model(directory: str | os.PathLike) -> Path:
     save_single_file(base, directory / "base.safetensors")
     save_single_file(refiner, directory / "refiner.safetensors")
     return directory
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "music2image"
 
 
 def tiny_model_path(part: str) -> Path:

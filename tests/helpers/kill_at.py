@@ -6,6 +6,9 @@ Under `accelerate launch`, KILL_RANK=R limits the kill to process R (the others 
 
 POINT: decode (mid-generation), half-png (a temporary PNG half written), rename (PNG written, not renamed),
 journal (PNG in place, not journaled), torn-journal (half a journal line), log (the final JSON being written).
+
+The write points go through music2image's one write seam (`music2image.outputs.Files`, handed to `main`): each
+kill happens inside the real write path, between its real steps.
 """
 
 import os
@@ -13,8 +16,9 @@ import signal
 import sys
 from pathlib import Path
 
-from music2image import engine, generator, outputs
 from music2image.cli import main
+from music2image.engine import Engine
+from music2image.outputs import Files
 
 point, target = sys.argv[1], int(sys.argv[2])
 hits = 0
@@ -32,58 +36,41 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+class KillingFiles(Files):
+    def write_temporary(self, tmp, data):
+        if point == "half-png" and ".png." in Path(tmp).name and reached():
+            super().write_temporary(tmp, data[: len(data) // 2])
+            die()
+        return super().write_temporary(tmp, data)
+
+    def replace(self, tmp, path):
+        if point == "rename" and str(path).endswith(".png") and reached():
+            die()
+        return super().replace(tmp, path)
+
+    def write_json(self, path, document):
+        if point == "log" and reached():
+            die()
+        return super().write_json(path, document)
+
+    def append_line(self, handle, line):
+        if point in ("journal", "torn-journal") and line.startswith(b'{') and b'"type": "image"' in line and reached():
+            if point == "torn-journal":
+                super().append_line(handle, line[: len(line) // 2])
+            die()
+        return super().append_line(handle, line)
+
+
 if point == "decode":
-    real_decode = engine.Engine._decode
+    real_decode = Engine.decode
 
     def decode(self, latents, dtype_name):
         if reached():
             die()
         return real_decode(self, latents, dtype_name)
 
-    engine.Engine._decode = decode
-elif point == "half-png":
-    real_write = generator.atomic_write_bytes
-
-    def write(path, data):
-        if Path(path).suffix == ".png" and reached():
-            Path(path).with_name(f".{Path(path).name}.{os.getpid()}.0.tmp").write_bytes(data[: len(data) // 2])
-            die()
-        return real_write(path, data)
-
-    generator.atomic_write_bytes = write
-elif point == "rename":
-    real_replace = os.replace
-
-    def replace(src, dst):
-        if str(dst).endswith(".png") and reached():
-            die()
-        return real_replace(src, dst)
-
-    outputs.os.replace = replace
-elif point in ("journal", "torn-journal"):
-    real_append = outputs.Journal.append
-
-    def append(self, record):
-        if record.get("type") == "image" and reached():
-            if point == "torn-journal":
-                with open(self.path, "ab") as handle:
-                    handle.write(b'{"type": "image", "sample_idx": ')
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            die()
-        return real_append(self, record)
-
-    outputs.Journal.append = append
-elif point == "log":
-    real_json = generator.atomic_write_json
-
-    def write_json(path, document):
-        if reached():
-            die()
-        return real_json(path, document)
-
-    generator.atomic_write_json = write_json
-else:
+    Engine.decode = decode
+elif point not in ("half-png", "rename", "journal", "torn-journal", "log"):
     sys.exit(f"unknown point {point}")
 
-sys.exit(main(sys.argv[3:]))
+sys.exit(main(sys.argv[3:], files=KillingFiles()))

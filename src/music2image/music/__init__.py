@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..errors import AudioInputError
 from .features import (
     SUPPORTED_SUFFIXES,

@@ -1,0 +1,72 @@
+"""The two JSON documents the seed's users read, `image_generation_log.json` and `image_generation_summary.json`,
+built from a run's result. The seed's keys are all kept, with the same names and meanings; ours are added beside
+them."""
+
+from __future__ import annotations
+
+from .files import now_iso
+
+LOG_NAME = "image_generation_log.json"
+SUMMARY_NAME = "image_generation_summary.json"
+TEXT_LOG_NAME = "generate_images.log"
+
+
+def log_document(result, prompts_file: str, settings, metadata_extra: dict) -> dict:
+    metadata = {
+        "prompts_file": prompts_file,
+        "generation_timestamp": now_iso(),
+        "total_prompts": result.total_prompts,
+        "image_height": settings.height,
+        "image_width": settings.width,
+        "num_inference_steps": settings.steps,
+        "use_refiner": settings.refiner,
+        "device": result.device,
+        "successful": result.successful,
+        "failed": result.failed,
+        "interrupted": result.interrupted,
+        "pending": result.total_prompts - len(result.images),
+        "skipped_samples": len(result.skipped_samples),
+        **metadata_extra,
+    }
+    return {
+        "metadata": metadata,
+        "generated_images": [r.log_entry() for r in result.images],
+        "skipped_samples": [{"sample_idx": s.sample_idx, "reason": s.reason} for s in result.skipped_samples],
+    }
+
+
+def summary_document(result, settings) -> dict:
+    by_mode: dict[str, int] = {}
+    by_sample: dict[str, dict[str, int]] = {}
+    for r in result.images:
+        by_mode.setdefault(r.mode, 0)
+        counts = by_sample.setdefault(str(r.sample_idx), {"failed": 0})
+        counts.setdefault(r.mode, 0)
+        if r.ok:
+            by_mode[r.mode] += 1
+            counts[r.mode] += 1
+        else:
+            counts["failed"] += 1
+    # Modes first, "failed" last, as in the seed's summary.
+    by_sample = {idx: {**{m: n for m, n in c.items() if m != "failed"}, "failed": c["failed"]} for idx, c in by_sample.items()}
+    finished = result.successful + result.failed
+    return {
+        "generation_timestamp": now_iso(),
+        "total_images_generated": result.successful,
+        "total_images_failed": result.failed,
+        "success_rate": round(100.0 * result.successful / finished, 2) if finished else 0.0,
+        "by_mode": by_mode,
+        "by_sample": by_sample,
+        "image_dimensions": f"{settings.width}x{settings.height}",
+        "inference_steps": settings.steps,
+        "used_refiner": settings.refiner,
+        "device": result.device,
+        "output_directory": result.output_dir,
+        "interrupted": result.interrupted,
+        "skipped_samples": [s.sample_idx for s in result.skipped_samples],
+        "failures": [
+            {"sample_idx": r.sample_idx, "prompt_id": r.prompt_id, "error": r.error}
+            for r in result.images
+            if not r.ok
+        ],
+    }

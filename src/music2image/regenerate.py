@@ -1,0 +1,64 @@
+"""`show` and `regenerate`: read the recipe inside an image we made, and make that image again from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .engine import Engine, ImageRequest, available_device
+from .errors import DiskError, ModelLoadError, Music2ImageError
+from .outputs.files import atomic_write_bytes
+from .outputs.image import encode_image, read_image_text
+from .plan import Job
+from .recipe import changed_checkpoints, image_metadata, settings_from_recipe
+
+
+def read_recipe(image_path: str | os.PathLike) -> dict:
+    """The full recipe embedded in an image we made (PNG text chunk, or EXIF for WebP/JPEG)."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        text = read_image_text(Path(image_path))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise Music2ImageError(f"{image_path}: cannot read the image ({exc})") from exc
+    try:
+        recipe = json.loads(text["music2image"])
+        recipe["recipe"]["model"]
+    except (KeyError, ValueError, TypeError):
+        raise Music2ImageError(f"{image_path}: has no music2image recipe (was it made by music2image?)") from None
+    recipe["parameters"] = text.get("parameters")
+    return recipe
+
+
+def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | None = None,
+                     device: str | None = None) -> Path:
+    """Make an image again from the recipe inside it: byte-identical on the same device and library versions."""
+    document = read_recipe(image_path)
+    recipe = document["recipe"]
+    settings = settings_from_recipe(recipe, device=device or document.get("device", "auto"), batch_size=1).validate()
+    for source, then, now in changed_checkpoints(recipe, settings):
+        raise ModelLoadError(
+            f"{image_path}: was made from {source} with sha256 {then}, but that file now has sha256 "
+            f"{now}: the checkpoint changed, so the image would not come out the same")
+    device = available_device(settings.device)
+    job = Job(
+        sample_idx=document["sample_idx"],
+        prompt_id=document["prompt_id"],
+        mode=document["mode"],
+        temperature=document.get("temperature"),
+        visual_prompt=document["prompt"],
+        seed=document["seed"],
+        image_path=str(image_path),
+        recipe_key="",
+    )
+    engine = Engine.load(settings, device)
+    outcome = engine.generate([ImageRequest(job.visual_prompt, job.seed)])[0]
+    if outcome.pixels is None:
+        raise DiskError(f"{image_path}: regeneration failed: {outcome.error}")
+    data = encode_image(outcome.pixels, settings.image_format,
+                        image_metadata(job, settings, recipe, device, engine.revisions))
+    source = Path(image_path)
+    target = Path(output) if output else source.with_name(f"{source.stem}.regenerated{source.suffix}")
+    atomic_write_bytes(target, data)
+    return target

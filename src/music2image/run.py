@@ -1,0 +1,287 @@
+"""`generate()`: the one run, readable top to bottom, and `BatchImageGenerator`, the seed-compatible wrapper.
+
+load & validate → plan → skip what is done → load models → open the folder → batches → engine → writer → journal
+→ log/summary. Every input is checked before any weights load or any file is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from logging.handlers import MemoryHandler
+from pathlib import Path
+
+from .version import __version__
+from .batches import Share, generate_share
+from .distributed import Launch
+from .engine import Engine, available_device, resolved_dtype_name
+from .errors import DiskError, OutputDirError
+from .journal import JOURNAL_GLOB, JOURNAL_NAME, Journal, is_finished, read_state, refuse_other_recipe
+from .outputs.documents import LOG_NAME, SUMMARY_NAME, TEXT_LOG_NAME, log_document, summary_document
+from .outputs.files import DEFAULT_FILES, Files, OutputLock, now_iso, remove_stale_temporaries
+from .plan import plan_jobs
+from .prompts import DEFAULT_PROMPTS_FILE, load_prompts, select_prompts
+from .recipe import recipe_of
+from .results import RunResult
+from .settings import GenerationSettings
+
+log = logging.getLogger("music2image")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything one run was asked to do; fixed for the whole run."""
+
+    prompts_file: str | os.PathLike | dict
+    output_dir: Path
+    settings: GenerationSettings
+    limit: int | None = None
+    samples: int | None = None
+    sample_range: tuple[int, int] | None = None
+    save_images: bool = True
+    overwrite: bool = False
+    progress: bool | None = None  # None: a progress bar when stderr is a terminal
+    stop: threading.Event = field(default_factory=threading.Event)  # set it to stop after the batch in flight
+    files: Files = DEFAULT_FILES  # the write path (tests pass one that crashes inside it)
+
+    @property
+    def prompts_name(self) -> str:
+        return "<dict>" if isinstance(self.prompts_file, dict) else str(self.prompts_file)
+
+
+def generate(context: RunContext) -> RunResult:
+    """Generate every selected prompt's image into `context.output_dir`, resuming what an earlier run finished."""
+    launch = Launch()  # one process, or one of an `accelerate launch`
+    # 1. Check inputs: every setting and the whole prompts file, before any weights load or file is written.
+    settings = context.settings.validate()
+    prompts = load_prompts(context.prompts_file)
+    selection = select_prompts(prompts, samples=context.samples, limit=context.limit,
+                               sample_range=context.sample_range)
+
+    # 2. Device and dtype decide the recipe; the recipe and the ids decide every job's seed and path.
+    device = available_device(launch.device(settings.device))
+    dtype_name = resolved_dtype_name(settings.dtype, device, settings.offload)
+    # (The main process computes it: a single-file checkpoint's sha256 reads the whole file, once per launch.)
+    recipe = launch.decide(lambda: recipe_of(settings, dtype_name))
+    jobs = plan_jobs(selection.prompts, settings, recipe)
+
+    folder = _Folder(context.output_dir, context.files)
+    try:
+        # 3. Skip what is done: the main process reads the journal, under the folder's lock, and decides.
+        def plan_todo():
+            if folder.path.is_dir():
+                folder.lock()
+            state = read_state(folder.path) if not context.overwrite else None
+            if state is not None:
+                refuse_other_recipe(folder.path, state, recipe)
+            done = set()
+            if context.save_images and state is not None:
+                done = {job.key for job in jobs if is_finished(job, state.images.get(job.key), folder.path)}
+            for skipped in selection.skipped_samples:
+                log.warning("skipping sample %d: %s", skipped.sample_idx, skipped.reason)
+            log.info("device: %s", device)
+            log.info("%d prompts selected, %d already done, %d to generate", len(jobs), len(done), len(jobs) - len(done))
+            return [job.key for job in jobs if job.key not in done], (state.last_run if state else 0) + 1
+
+        todo_keys, run_number = launch.decide(plan_todo)
+        todo_set = set(todo_keys)
+        todo = [job for job in jobs if job.key in todo_set]
+
+        # 4. Load the models, only if there is work (a finished run re-run just rewrites log and summary).
+        engine = launch.together(lambda: Engine.load(settings, device)) if todo else None
+
+        # 5. Only now touch the disk: folder, lock, text log, journal (the main process).
+        launch.decide(lambda: folder.open(context.overwrite, {
+            "type": "run", "run": run_number, "t": time.time(), "time": now_iso(), "recipe": recipe,
+            "device": device, "pid": os.getpid(), "host": socket.gethostname(), "version": __version__,
+            "selected": len(jobs), "todo": len(todo), "processes": launch.world}))
+
+        # 6. Generate this process's share of the work into its own journal shard.
+        started = time.perf_counter()
+        share = generate_share(context, engine, recipe, device, jobs, todo, launch, run_number)
+
+        # 7. Log and summary describe the whole selection, as if it had run in one go; the main process
+        #    writes them once every process is done.
+        interrupted = any(launch.gather(share.interrupted))
+        if not launch.is_main:
+            return RunResult(str(context.output_dir), share.mine, selection.skipped_samples, len(jobs),
+                             len(share.mine), interrupted, device, process_index=launch.rank)
+        elapsed = time.perf_counter() - started - (share.compile_seconds or 0)
+        return _report(context, recipe, device, jobs, todo_set, selection, engine, share, elapsed, run_number,
+                       interrupted, launch.world)
+    finally:
+        folder.close()
+
+
+class _Folder:
+    """The output folder while a run holds it: its lock and its text log, released in `close`."""
+
+    def __init__(self, path: Path, files: Files):
+        self.path, self.files = Path(path), files
+        self._lock: OutputLock | None = None
+        self._text_log: logging.Handler | None = None
+        # Messages before the folder exists go here, then into the text log once it does.
+        self._early_log = MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
+        log.addHandler(self._early_log)
+
+    def lock(self) -> None:
+        if self._lock is None:
+            self._lock = OutputLock(self.path).acquire()
+
+    def open(self, overwrite: bool, run_record: dict) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.lock()
+            text_log = logging.FileHandler(self.path / TEXT_LOG_NAME, encoding="utf-8")
+        except OSError as exc:
+            raise OutputDirError(f"{self.path}: cannot create the output folder ({exc.strerror or exc})") from exc
+        text_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self._early_log.setTarget(text_log)
+        self._early_log.flush()
+        log.removeHandler(self._early_log)
+        log.addHandler(text_log)
+        self._text_log = text_log
+        if remove_stale_temporaries(self.path):
+            log.info("removed temporary files left by an interrupted run")
+        if overwrite:
+            for old in self.path.glob(JOURNAL_GLOB):
+                self.files.write_atomic(old, b"")
+        journal = Journal(self.path / JOURNAL_NAME, self.files)
+        try:
+            journal.append(run_record)
+        except OSError as exc:
+            raise DiskError(f"{self.path}: cannot write the journal ({exc.strerror or exc})") from exc
+        finally:
+            journal.close()
+
+    def close(self) -> None:
+        log.removeHandler(self._early_log)
+        if self._text_log is not None:
+            log.removeHandler(self._text_log)
+            self._text_log.close()
+        if self._lock is not None:
+            self._lock.release()
+
+
+def _report(context: RunContext, recipe: dict, device: str, jobs, todo_keys: set, selection, engine, share: Share,
+            elapsed: float, run_number: int, interrupted: bool, processes: int) -> RunResult:
+    """Write the log and summary of the whole selection, from the journal (every process's shard)."""
+    settings = context.settings
+    state = read_state(context.output_dir, current_run=run_number, warn=False)
+    images, generated_now = [], 0
+    for job in jobs:
+        record = state.current.get(job.key) or state.images.get(job.key)
+        if record is None or record.recipe_key != job.recipe_key:
+            continue
+        this_run = record.run == run_number
+        if job.key in todo_keys and not this_run:
+            continue  # an older record of an image this run was to make (again) and did not reach
+        generated_now += this_run
+        # The prompts file may relabel a prompt (mode, temperature) without changing its image.
+        images.append(record if (record.mode, record.temperature) == (job.mode, job.temperature)
+                      else _relabel(record, job))
+    result = RunResult(str(context.output_dir), images, selection.skipped_samples, len(jobs), generated_now,
+                       interrupted, device)
+    extra = {
+        "music2image_version": __version__,
+        **{k: v for k, v in recipe.items() if k not in ("width", "height", "steps")},
+        "batch_size": share.batch_size,
+        # What ran, as the journal says of each image (a re-run that loads no model still reports it).
+        "vae_decode_dtype": _one_or_all(r.vae_decode_dtype for r in images),
+        "offload": _one_or_all(r.offload for r in images) or settings.offload,
+        "vae_tiling": _one_or_all(r.vae_tiling for r in images) or settings.vae_tiling,
+        "compile": settings.compile,
+        "compile_seconds": round(share.compile_seconds, 3) if share.compile_seconds else None,
+        "processes": processes,
+        "cpu_threads_per_process": _torch_threads(),  # on a CPU, float results depend on it
+        "save_images": context.save_images,
+        "generated_this_run": generated_now,
+        "elapsed_seconds": round(elapsed, 3),
+        "images_per_second": round(generated_now / elapsed, 4) if generated_now and elapsed > 0 else None,
+        "peak_gpu_memory_bytes": engine.peak_memory_bytes() if engine else None,
+        "model_revisions": (engine.revisions or None) if engine else None,
+        "memory_fallbacks": engine.memory_notes if engine else [],
+    }
+    result.log_path = str(context.output_dir / LOG_NAME)
+    result.summary_path = str(context.output_dir / SUMMARY_NAME)
+    try:
+        context.files.write_json(Path(result.log_path), log_document(result, context.prompts_name, settings, extra))
+        context.files.write_json(Path(result.summary_path), summary_document(result, settings))
+    except OSError as exc:
+        raise DiskError(
+            f"{context.output_dir}: could not write the log and summary ({exc.strerror or exc}); every finished "
+            "image is in the journal: free some space, then run the same command again."
+        ) from exc
+    log.info(
+        "%s: %d succeeded, %d failed, %d pending, %d generated in %.1f s",
+        "interrupted" if interrupted else "finished",
+        result.successful, result.failed, len(jobs) - len(images), generated_now, elapsed,
+    )
+    return result
+
+
+def _relabel(record, job):
+    import dataclasses
+
+    return dataclasses.replace(record, mode=job.mode, temperature=job.temperature)
+
+
+def _one_or_all(values):
+    """The one value every record shares, or the sorted list of them when they differ (None when there are none)."""
+    found = sorted({v for v in values if v is not None})
+    return found[0] if len(found) == 1 else (found or None)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+_SETTING_NAMES = set(GenerationSettings.__dataclass_fields__) - {"extra"}
+
+
+class BatchImageGenerator:
+    """Generate SDXL images for every selected prompt of a visual-prompts file (the seed script's class).
+
+    >>> BatchImageGenerator("prompts.json", "images", width=512, height=512, steps=20).run()
+
+    `prompts_file` is a path or an already-loaded prompts dict. Every GenerationSettings field (model, refiner,
+    width, height, steps, device, seed, ...) may be passed as a keyword, or all of them as `settings=`.
+    """
+
+    def __init__(
+        self,
+        prompts_file: str | os.PathLike | dict = DEFAULT_PROMPTS_FILE,
+        output_dir: str | os.PathLike = "images",
+        *,
+        settings: GenerationSettings | None = None,
+        limit: int | None = None,
+        samples: int | None = None,
+        sample_range: tuple[int, int] | None = None,
+        save_images: bool = True,
+        overwrite: bool = False,
+        progress: bool | None = None,
+        stop: threading.Event | None = None,
+        files: Files = DEFAULT_FILES,
+        **setting_values,
+    ):
+        unknown = set(setting_values) - _SETTING_NAMES
+        if unknown:
+            raise TypeError(f"BatchImageGenerator got unknown settings: {', '.join(sorted(unknown))}")
+        self.settings = (settings or GenerationSettings()).replace(**setting_values)
+        self.prompts_file = prompts_file
+        self.output_dir = Path(output_dir)
+        self.context = RunContext(prompts_file, Path(output_dir), self.settings, limit, samples, sample_range,
+                                  save_images, overwrite, progress, stop or threading.Event(), files)
+
+    def request_stop(self) -> None:
+        """Ask the run to stop after abandoning the batch in flight (what the CLI does on SIGINT/SIGTERM)."""
+        self.context.stop.set()
+
+    def run(self) -> RunResult:
+        return generate(self.context)
