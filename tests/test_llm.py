@@ -272,3 +272,13 @@ def test_readme_llm_commands_work_against_a_local_server(server, song, workdir, 
         else:
             argv += ["--llm-base-url", url]
         assert run_cli(*argv, "--overwrite") == 0, line
+
+
+def test_a_model_that_repeats_itself_gets_the_descriptors_then_the_sample_is_skipped(server, song, workdir):
+    server.reply = lambda body: "the same prompt every time"
+    args = ["prompts", song, *llm_flags(server, "openai", "--llm-concurrency", "1"), "--convergent", "3",
+            "--divergent", "0", "--convergent-temperature", "0", "--output", "p.json"]
+    assert run_cli(*args) == 1  # its only sample skipped
+    (sample,) = read_json(workdir / "p.json")["samples"]
+    assert "same prompt twice after 2 re-asks (prompt_id 2)" in sample["error"] and sample["prompts"] == []
+    assert len(server.requests) == 1 + 3 + 2 + 2  # the probe, the prompts, two re-asks for each repeat

@@ -1,5 +1,6 @@
 """A chat API on 127.0.0.1 for tests: speaks OpenAI's /v1/chat/completions and Anthropic's /v1/messages, records
-every request (path, headers, JSON body), and answers from a script of faults, then from a reply function.
+every request (path, headers with lower-case names, JSON body), and answers from a script of faults, then from a
+reply function.
 
     with LLMServer() as server:
         server.faults += ["429", "timeout"]          # the next requests get these, in order
@@ -7,8 +8,9 @@ every request (path, headers, JSON body), and answers from a script of faults, t
         ... OpenAI(base_url=server.openai_url) / Anthropic(base_url=server.anthropic_url) ...
         server.requests                              # everything that arrived
 
-Faults: "ok" (no fault: the reply function answers), "429" / "500" (with retry-after-ms: 1, so the clients' backoff is quick), "401", "404", "timeout" (the
-answer comes after `slow_seconds`), "malformed" (the model's content is not JSON), "too_long" (a 120-word prompt),
+Faults: "ok" (no fault: the reply function answers), "429" / "500" (with retry-after-ms: 1, so the clients'
+backoff is quick), "401" (its message echoes the key, as a careless server might), "404", "timeout" (the answer
+comes after `slow_seconds`), "malformed" (the model's content is not JSON), "too_long" (a 120-word prompt),
 "duplicate" (the same prompt as the answer before).
 """
 
@@ -120,7 +122,9 @@ class LLMServer:
                 if fault in ("401", "404", "429", "500"):
                     kinds = {"401": "authentication_error", "404": "not_found_error", "429": "rate_limit_error",
                              "500": "api_error"}
-                    message = {"404": f"model '{body.get('model')}' not found", "401": "invalid x-api-key"}.get(
+                    # A careless server that echoes the key it got: the client side must not repeat it.
+                    echoed = self.headers.get("authorization") or self.headers.get("x-api-key")
+                    message = {"404": f"model '{body.get('model')}' not found", "401": f"invalid key: {echoed}"}.get(
                         fault, "try again")
                     error = {"type": kinds[fault], "message": message}
                     payload = {"type": "error", "error": error} if anthropic else {"error": {**error, "code": None}}

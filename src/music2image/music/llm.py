@@ -140,19 +140,20 @@ class LLMWriter:
 
     def write_sample(self, context: dict, drafts: list[Draft]) -> list[dict]:
         """The sample's prompt records. `context`: its musical_features and emotion, as in the prompts file."""
-        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="music2image-llm")
         try:
-            futures = [pool.submit(self._write, context, draft, len(drafts)) for draft in drafts]
-            for future in futures:
-                future.result()
+            with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="music2image-llm") as pool:
+                futures = [pool.submit(self._write, context, draft, len(drafts)) for draft in drafts]
+                try:
+                    for future in futures:
+                        future.result()
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)  # a failure: requests not yet sent are not sent
+            for index in range(len(drafts)):  # in prompt order, so the outcome does not depend on thread timing
+                self._make_distinct(context, drafts, index)
         except LLMServiceError as exc:
             where = f"cached in {self.settings.cache_dir}" if self.settings.cache_dir else "kept in memory only"
             raise LLMServiceError(f"{exc}\nThe answers so far are {where}; run the same command again to resume "
                                   "without paying for them twice.") from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        for index in range(len(drafts)):
-            self._make_distinct(context, drafts, index)
         return [self._record(draft) for draft in drafts]
 
     def _make_distinct(self, context: dict, drafts: list[Draft], index: int) -> None:
@@ -171,7 +172,8 @@ class LLMWriter:
                 raise SampleWritingProblem(f"the model wrote the same prompt twice after {DUPLICATE_REASKS} re-asks "
                                            f"(prompt_id {draft.prompt_id})")
             draft.text, draft.clip_cut = joined, False
-            draft.fallback_note = f"the model repeated another prompt after {DUPLICATE_REASKS} re-asks; descriptors joined instead"
+            draft.fallback_note = (f"the model repeated another prompt after {DUPLICATE_REASKS} re-asks; "
+                                   "descriptors joined instead")
 
     def _request(self, context: dict, draft: Draft, prompts_in_sample: int) -> dict:
         payload = {

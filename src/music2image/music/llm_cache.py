@@ -37,7 +37,8 @@ class AnswerCache:
         if self.folder is not None and self.folder.is_symlink():
             from ..errors import LLMError
 
-            raise LLMError(f"{self.folder}: the LLM answer cache is a symbolic link; remove it or choose another --output")
+            raise LLMError(f"{self.folder}: the LLM answer cache is a symbolic link; remove it or choose another "
+                           "--output")
 
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.json"

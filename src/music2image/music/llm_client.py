@@ -14,6 +14,7 @@ honours `retry-after`/`retry-after-ms`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import unicodedata
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class LLMSettings:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 problems.append(f"--llm-base-url must be an http(s) URL such as http://localhost:11434/v1, got "
                                 f"{redact_url(self.base_url)!r}")
-        if not self.timeout > 0:  # NaN fails this too
+        if not (self.timeout > 0 and math.isfinite(self.timeout)):
             problems.append(f"--llm-timeout must be more than 0 seconds, got {self.timeout}")
         if not 1 <= self.concurrency <= 64:
             problems.append(f"--llm-concurrency must be from 1 to 64, got {self.concurrency}")
@@ -113,6 +114,7 @@ class ChatClient:
             raise LLMError(f"--llm {self.provider}: set {variable} in the environment (the key is read only from "
                            f"there); for a local server without auth give --llm-base-url")
         self.key_is_placeholder = not key
+        self._key = key  # only to scrub it from a server's error message
         try:
             if self.provider == "openai":
                 import openai as sdk
@@ -146,8 +148,10 @@ class ChatClient:
     def ask(self, body: dict) -> str:
         try:
             if self.provider == "openai":
-                choice = self._client.chat.completions.create(**body).choices[0]
-                return choice.message.content or choice.message.refusal or ""
+                choices = self._client.chat.completions.create(**body).choices
+                if not choices:  # a malformed completion: treated like an unusable answer
+                    return ""
+                return choices[0].message.content or choices[0].message.refusal or ""
             message = self._client.messages.create(**body)
         except self._sdk.APIError as exc:
             raise LLMServiceError(self._explain(exc)) from None
@@ -160,6 +164,8 @@ class ChatClient:
         sdk, where = self._sdk, self.settings.endpoint
         variable = KEY_VARIABLES[self.provider]
         said = plain_text(getattr(exc, "message", "") or str(exc))
+        if self._key:  # some servers echo the key they were sent
+            said = said.replace(self._key, "***")
         if isinstance(exc, sdk.AuthenticationError):
             if self.key_is_placeholder:
                 return f"--llm {self.provider}: {where} wants a key (401) and {variable} is not set: export it"
