@@ -148,9 +148,9 @@ def _add_prompt_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-model", metavar="NAME", help="the chat model, e.g. llama3.2, gpt-4o-mini, claude-sonnet-4-5")
     p.add_argument("--llm-base-url", metavar="URL",
                    help="the API's base URL, e.g. http://localhost:11434/v1 for Ollama (default: the provider's)")
-    p.add_argument("--llm-timeout", type=_float, default=60.0,
+    p.add_argument("--llm-timeout", type=_float, default=60.0, metavar="SECONDS",
                    help="seconds per request before it is retried (default: %(default)s)")
-    p.add_argument("--llm-concurrency", type=_int, default=4, help="requests in flight at once (default: %(default)s)")
+    p.add_argument("--llm-concurrency", type=_int, default=4, metavar="N", help="requests in flight at once (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
