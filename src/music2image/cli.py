@@ -9,11 +9,11 @@ import signal
 import sys
 import threading
 
-from .version import __version__
-from .errors import ExitStatus, Music2ImageError
+from .errors import ExitStatus, Music2ImageError, SettingsError
 from .outputs.files import DEFAULT_FILES, Files
 from .prompts import DEFAULT_PROMPTS_FILE
 from .settings import GenerationSettings, Setting, declared_settings, default_of, flag_of
+from .version import __version__
 
 EXIT_CODES_HELP = """exit codes:
   0    every image succeeded
@@ -124,6 +124,15 @@ def _add_prompt_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-model", metavar="DIR",
                    help="a local transformers causal-LM folder that writes the sentences (default: the built-in "
                         "descriptor vocabulary)")
+    p.add_argument("--llm", choices=("openai", "anthropic"),
+                   help="a chat model writes the prompts: openai = any OpenAI-compatible endpoint (key from "
+                        "OPENAI_API_KEY), anthropic = Claude (key from ANTHROPIC_API_KEY)")
+    p.add_argument("--llm-model", metavar="NAME", help="the chat model, e.g. llama3.2, gpt-4o-mini, claude-sonnet-4-5")
+    p.add_argument("--llm-base-url", metavar="URL",
+                   help="the API's base URL, e.g. http://localhost:11434/v1 for Ollama (default: the provider's)")
+    p.add_argument("--llm-timeout", type=_float, default=60.0, metavar="SECONDS",
+                   help="seconds per request before it is retried (default: %(default)s)")
+    p.add_argument("--llm-concurrency", type=_int, default=4, metavar="N", help="requests in flight at once (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,13 +255,17 @@ def _cmd_generate(args) -> int:
 
 
 def _write_prompts(args, output: str, overwrite: bool) -> dict:
-    from .music import PromptPlan, write_prompts_file
+    from .music import LLMSettings, PromptPlan, write_prompts_file
 
     plan = PromptPlan(convergent=args.convergent, divergent=args.divergent,
                       convergent_temperature=args.convergent_temperature,
                       divergent_temperature=args.divergent_temperature, seed=args.seed)
+    if not args.llm and (args.llm_model or args.llm_base_url):
+        raise SettingsError("--llm-model and --llm-base-url need --llm openai or --llm anthropic")
+    llm = LLMSettings(args.llm, args.llm_model or "", args.llm_base_url, timeout=args.llm_timeout,
+                      concurrency=args.llm_concurrency) if args.llm else None
     document = write_prompts_file(args.audio, output, plan, allow_pickle=args.allow_pickle, text_model=args.text_model,
-                                  overwrite=overwrite, progress=not args.quiet and sys.stderr.isatty())
+                                  llm=llm, overwrite=overwrite, progress=not args.quiet and sys.stderr.isatty())
     meta = document["metadata"]
     prompts = sum(len(sample["prompts"]) for sample in document["samples"])
     print(f"prompts: {meta['total_samples'] - meta['skipped_samples']} samples, {prompts} prompts, "

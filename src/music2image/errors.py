@@ -64,3 +64,14 @@ class DiskError(Music2ImageError):
 
 class AudioInputError(Music2ImageError):
     """The audio given to `music2image prompts` cannot be used at all (missing, unsupported, unsafe)."""
+
+
+class LLMError(Music2ImageError):
+    """An --llm writer cannot start: client not installed, no key, key refused, unknown model, server unreachable.
+    Raised before any audio is analysed, so nothing is lost."""
+
+
+class LLMServiceError(Music2ImageError):
+    """The LLM service failed in the middle of a run (after its retries). Answers so far are cached; re-run to resume."""
+
+    exit_status = ExitStatus.SOME_FAILED

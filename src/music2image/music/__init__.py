@@ -28,6 +28,7 @@ from .features import (
     analyse,
     read_audio,
 )
+from .llm import LLMSettings, LLMWriter, with_cache_next_to
 from .mapping import EMOTION_SLOTS, Emotion, descriptors, emotion_of, mood_label
 from .writer import TransformersWriter, VocabularyWriter, clip_token_count
 
@@ -181,13 +182,19 @@ def musical_features_record(features: MusicalFeatures, emotion: Emotion) -> dict
 
 def sample_prompts(features: MusicalFeatures, sample_idx: int, plan: PromptPlan, writer) -> tuple[Emotion, list[dict]]:
     emotion = emotion_of(features)
-    prompts = []
+    prompts, drafts = [], []
     for prompt_id, (mode, temperature) in enumerate(plan.slots()):
         rng = np.random.default_rng([plan.seed, sample_idx, prompt_id])  # seeded by (seed, sample_idx, prompt_id)
         chosen = descriptors(emotion, temperature, rng, neutral_mood=not features.mode_is_clear)
+        if isinstance(writer, LLMWriter):  # written together below: in parallel, and distinct within the sample
+            drafts.append(writer.draft(prompt_id, mode, temperature, chosen, rng))
+            continue
         text, used = writer.write(chosen, temperature, rng)
         prompts.append({"prompt_id": prompt_id, "mode": mode, "temperature": temperature, "visual_prompt": text,
                         "descriptors": used, "token_count": clip_token_count(text)})
+    if drafts:
+        context = {"musical_features": musical_features_record(features, emotion), "emotion": emotion.as_dict()}
+        prompts = writer.write_sample(context, drafts)
     return emotion, prompts
 
 
@@ -199,26 +206,34 @@ def iter_samples(sources: list[Source], plan: PromptPlan, writer) -> Iterator[di
             if meta is not None:
                 sample["audio_meta"] = meta
             features = analyse(audio, rate)
+            emotion, prompts = sample_prompts(features, sample_idx, plan, writer)
         except AudioProblem as exc:
             log.warning("skipping %s: %s", source.name, exc)
             yield {**sample, "error": str(exc), "prompts": []}
             continue
-        emotion, prompts = sample_prompts(features, sample_idx, plan, writer)
         yield {**sample, "musical_features": musical_features_record(features, emotion),
                "emotion": emotion.as_dict(), "prompts": prompts}
 
 
 def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = None, *, allow_pickle: bool = False,
-                   text_model: str | None = None, progress: bool = False) -> dict:
-    """The visual-prompts document for `inputs` (files, folders, .npy datasets)."""
+                   text_model: str | None = None, llm: LLMSettings | None = None, progress: bool = False) -> dict:
+    """The visual-prompts document for `inputs` (files, folders, .npy datasets). With `llm`, a chat model writes
+    the text (its answers cached in `llm.cache_dir`, or in memory when that is None)."""
     from tqdm import tqdm
 
     plan = (plan or PromptPlan()).validate()
-    writer = TransformersWriter(text_model) if text_model else VocabularyWriter()
+    if text_model and llm:
+        raise AudioInputError("--text-model and --llm both choose the writer: give one")
+    if llm:
+        writer = LLMWriter(llm, tuple(temperature for _, temperature in plan.slots()))
+    else:
+        writer = TransformersWriter(text_model) if text_model else VocabularyWriter()
     sources = collect_sources(inputs, allow_pickle)
+    if llm:
+        writer.probe()  # a bad key, model or URL stops here, before minutes of audio analysis
     samples = list(iter_samples(tqdm(sources, unit="file", disable=not progress), plan, writer))
     skipped = [s["sample_idx"] for s in samples if s.get("error")]
-    return {
+    document = {
         "metadata": {
             "generator": f"music2image {__version__} prompts",
             "writer": writer.name,
@@ -233,13 +248,17 @@ def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = No
         },
         "samples": samples,
     }
+    if llm:
+        document["metadata"]["llm"] = writer.metadata()
+    return document
 
 
 def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLike, plan: PromptPlan | None = None, *,
-                       allow_pickle: bool = False, text_model: str | None = None, overwrite: bool = False,
-                       progress: bool = False) -> dict:
+                       allow_pickle: bool = False, text_model: str | None = None, llm: LLMSettings | None = None,
+                       overwrite: bool = False, progress: bool = False) -> dict:
     """Analyse `inputs` and write the visual-prompts file atomically. The same inputs and settings give the same
-    bytes, so re-running is harmless; a different existing file is kept unless `overwrite`."""
+    bytes, so re-running is harmless; a different existing file is kept unless `overwrite`. With `llm`, its
+    answers are cached beside the file (OUTPUT_STEM.llm-cache/) unless `llm.cache_dir` says where."""
     from ..outputs import atomic_write_bytes
     from ..prompts import load_prompts
 
@@ -248,7 +267,10 @@ def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLik
         raise AudioInputError(f"--output {output}: is a folder; give a file name ending in .json")
     if output.exists() and not overwrite and not os.access(output, os.R_OK):
         raise AudioInputError(f"--output {output}: exists and cannot be read")
-    document = build_document(inputs, plan, allow_pickle=allow_pickle, text_model=text_model, progress=progress)
+    if llm:
+        llm = with_cache_next_to(llm, output)
+    document = build_document(inputs, plan, allow_pickle=allow_pickle, text_model=text_model, llm=llm,
+                              progress=progress)
     load_prompts(document)  # the image stage's own loader must accept what we write
     data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     if output.exists() and output.read_bytes() != data and not overwrite:
@@ -266,4 +288,4 @@ def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLik
     return document
 
 
-__all__ = ["PromptPlan", "build_document", "write_prompts_file", "collect_sources", "EMOTION_SLOTS"]
+__all__ = ["PromptPlan", "LLMSettings", "build_document", "write_prompts_file", "collect_sources", "EMOTION_SLOTS"]
