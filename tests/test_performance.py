@@ -6,10 +6,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SMALL, model_flags, prompts_doc, read_json, run_cli
+from conftest import SMALL, model_flags, read_json, run_cli
 from PIL import Image
 
-from music2image import BatchImageGenerator
 from music2image.engine import Engine
 from music2image.outputs import Files
 

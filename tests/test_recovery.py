@@ -2,11 +2,10 @@
 disk stops cleanly. Faults are injected at the engine's boundary with diffusers (the real pipelines still run)."""
 
 import errno
-import json
 
 import pytest
 import torch
-from conftest import SMALL, model_flags, prompts_doc, read_json, run_cli
+from conftest import SMALL, model_flags, read_json, run_cli
 from diffusers import AutoencoderKL
 
 from music2image import engine as engine_module

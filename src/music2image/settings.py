@@ -19,7 +19,6 @@ from typing import Any, Callable
 from .errors import SettingsError
 from .sources import (
     DEFAULT_MODEL,
-    TINY_MODEL,
     is_single_file,
     lora_source_problems,
     model_config_problems,

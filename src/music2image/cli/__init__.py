@@ -1,0 +1,152 @@
+"""The command line: parses arguments, calls the library, turns domain errors into messages and exit codes.
+flags.py makes the flags (the generation ones from settings.py), commands.py runs them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+
+from ..errors import ExitStatus, Music2ImageError
+from ..outputs.files import DEFAULT_FILES, Files
+from ..prompts import DEFAULT_PROMPTS_FILE
+from ..settings import GenerationSettings
+from ..version import __version__
+from . import commands
+from .flags import _int, _positive_int, add_generation_flags, add_prompt_flags, generate_flags_table
+
+__all__ = ["build_parser", "generate_flags_table", "main", "main_exit"]
+
+EXIT_CODES_HELP = """exit codes:
+  0    every image succeeded
+  1    the run finished but some images failed (see the log), or results could not be written (disk full)
+  2    bad input or usage: nothing was written
+  130  interrupted (Ctrl-C / SIGTERM): run the same command again to resume
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit 2), not a usage dump."""
+
+    def error(self, message):
+        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="music2image", description="Turn visual prompts (from music) into SDXL images.",
+                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"music2image {__version__}")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of errors (for developers)")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    generate = subcommands.add_parser("generate", help="generate images from a visual-prompts file",
+                                   description="Generate one image per prompt of a visual-prompts file.",
+                                   epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_generation_flags(generate)
+    generate.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                          help="show the full traceback of errors (for developers)")
+    generate.set_defaults(func=commands.cmd_generate)
+
+    show = subcommands.add_parser("show", help="print the recipe inside an image made by music2image")
+    show.add_argument("image")
+    show.add_argument("--json", action="store_true", help="only the recipe, as JSON")
+    show.set_defaults(func=commands.cmd_show)
+
+    regenerate = subcommands.add_parser("regenerate", help="make an image again from the recipe inside it")
+    regenerate.add_argument("image")
+    regenerate.add_argument("--output", help="where to write it (default: IMAGE.regenerated.png next to it)")
+    regenerate.add_argument("--device", help="default: the device it was made on (byte-identical there)")
+    regenerate.set_defaults(func=commands.cmd_regenerate)
+
+    grid = subcommands.add_parser("grid", help="contact sheets: one per sample, plus an overview (OUTPUT_DIR/grids)")
+    grid.add_argument("output_dir")
+    grid.add_argument("--thumb-size", type=_positive_int, default=256, help="tile size in pixels (default: %(default)s)")
+    grid.add_argument("--overview-thumb-size", type=_positive_int, default=128,
+                      help="tile size in the overview (default: %(default)s)")
+    grid.set_defaults(func=commands.cmd_grid)
+
+    gallery = subcommands.add_parser("gallery", help="a static index.html in the output folder (works offline)")
+    gallery.add_argument("output_dir")
+    gallery.add_argument("--thumb-size", type=_positive_int, default=256, help="thumbnail size (default: %(default)s)")
+    gallery.set_defaults(func=commands.cmd_gallery)
+
+    summary = subcommands.add_parser("summary", help="success rate, by mode, by sample and failures, as a table")
+    summary.add_argument("output_dir")
+    summary.add_argument("--json", action="store_true", help="the summary JSON, for machines")
+    summary.set_defaults(func=commands.cmd_summary)
+
+    prompts = subcommands.add_parser(
+        "prompts", help="analyse music and write a visual-prompts file",
+        description="Analyse audio files (wav, flac, ogg, mp3, aiff) or folders of them and write visual prompts in "
+                    "the schema `generate` reads.", epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    prompts.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files, folders, or an upstream .npy dataset")
+    prompts.add_argument("--output", default=DEFAULT_PROMPTS_FILE, help="the visual-prompts JSON (default: %(default)s)")
+    add_prompt_flags(prompts)
+    prompts.add_argument("--seed", type=_int, default=GenerationSettings().seed,
+                         help="prompt sampling seed; each prompt's comes from (seed, sample_idx, prompt_id) (default: %(default)s)")
+    prompts.add_argument("--overwrite", action="store_true", help="replace an existing, different --output file")
+    prompts.add_argument("--quiet", action="store_true", help="no progress bar; only warnings and errors")
+    prompts.set_defaults(func=commands.cmd_prompts)
+
+    run = subcommands.add_parser(
+        "run", help="music to images in one command: `prompts`, then `generate`",
+        description="Analyse the audio, write the visual prompts to --prompts-file, then generate the images. "
+                    "Every `generate` flag works here; running it again resumes.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files, folders, or an upstream .npy dataset")
+    add_generation_flags(run)
+    add_prompt_flags(run)
+    run.set_defaults(func=commands.cmd_run)
+
+    tiny = subcommands.add_parser("make-tiny-model", help="write the tiny random SDXL (base + refiner) used for offline tests")
+    tiny.add_argument("directory", help="folder to write base/ and refiner/ into")
+    tiny.set_defaults(func=commands.cmd_make_tiny_model)
+    return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    logger = logging.getLogger("music2image")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for old in [h for h in logger.handlers if getattr(h, "_music2image_cli", False)]:
+        logger.removeHandler(old)  # main() may run many times in one process (tests, notebooks)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    handler._music2image_cli = True
+    logger.addHandler(handler)
+
+
+def main(argv: list[str] | None = None, *, files: Files = DEFAULT_FILES) -> int:
+    """The command line. `files`: the write path of generating commands (tests pass one that crashes in it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed as one line)
+        return int(exc.code or 0)
+    args.files, args.stop = files, threading.Event()
+    # Under `accelerate launch` only the main process (RANK 0) talks; the others report warnings and errors.
+    _configure_logging(getattr(args, "quiet", False) or os.environ.get("RANK", "0") != "0")
+    try:
+        return int(args.func(args))
+    except Music2ImageError as exc:
+        if args.traceback:
+            raise
+        if not getattr(exc, "shared", False) or os.environ.get("RANK", "0") == "0":  # one message per launch
+            print(f"music2image: error: {exc}", file=sys.stderr)
+        return int(exc.exit_status)
+    except KeyboardInterrupt:
+        if args.traceback:
+            raise
+        print("music2image: interrupted; run the same command again to resume", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+

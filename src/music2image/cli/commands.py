@@ -1,0 +1,167 @@
+"""What each command does: one library call each, its result printed for a person."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from ..errors import ExitStatus, SettingsError
+from .flags import settings_from_args
+
+
+def cmd_generate(args) -> int:
+    from ..run import BatchImageGenerator
+
+    generator = BatchImageGenerator(
+        prompts_file=args.prompts_file,
+        output_dir=args.output_dir,
+        limit=args.limit,
+        samples=args.samples,
+        sample_range=args.sample_range,
+        save_images=not args.no_save,
+        overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+        settings=settings_from_args(args),
+        stop=args.stop,
+        files=args.files,
+    )
+    with stop_on_signals(args.stop):
+        result = generator.run()
+    if result.process_index:  # under `accelerate launch`, the main process speaks for the launch
+        return result.exit_status
+    state = "interrupted" if result.interrupted else "done"
+    print(
+        f"{state}: {result.successful} succeeded, {result.failed} failed, "
+        f"{result.total_prompts - len(result.images)} pending, {len(result.skipped_samples)} samples skipped "
+        f"-> {result.log_path}"
+    )
+    return result.exit_status
+
+
+def _write_prompts(args, output: str, overwrite: bool) -> dict:
+    from ..music import LLMSettings, PromptPlan, write_prompts_file
+
+    plan = PromptPlan(convergent=args.convergent, divergent=args.divergent,
+                      convergent_temperature=args.convergent_temperature,
+                      divergent_temperature=args.divergent_temperature, seed=args.seed)
+    if not args.llm and (args.llm_model or args.llm_base_url):
+        raise SettingsError("--llm-model and --llm-base-url need --llm openai or --llm anthropic")
+    llm = LLMSettings(args.llm, args.llm_model or "", args.llm_base_url, timeout=args.llm_timeout,
+                      concurrency=args.llm_concurrency) if args.llm else None
+    document = write_prompts_file(args.audio, output, plan, allow_pickle=args.allow_pickle, text_model=args.text_model,
+                                  llm=llm, overwrite=overwrite, progress=not args.quiet and sys.stderr.isatty())
+    meta = document["metadata"]
+    prompts = sum(len(sample["prompts"]) for sample in document["samples"])
+    print(f"prompts: {meta['total_samples'] - meta['skipped_samples']} samples, {prompts} prompts, "
+          f"{meta['skipped_samples']} skipped -> {output}")
+    return document
+
+
+def cmd_prompts(args) -> int:
+    document = _write_prompts(args, args.output, args.overwrite)
+    return ExitStatus.OK if document["metadata"]["skipped_samples"] < document["metadata"]["total_samples"] else ExitStatus.SOME_FAILED
+
+
+def cmd_run(args) -> int:
+    from ..engine import available_device, resolved_dtype_name
+
+    # Check the image settings, and that they suit the device, before spending minutes on audio analysis
+    # (the same checks `generate` makes before it loads a model).
+    settings = settings_from_args(args).validate()
+    resolved_dtype_name(settings.dtype, available_device(settings.device), settings.offload)
+    document = _write_prompts(args, args.prompts_file, args.overwrite)
+    if not any(sample["prompts"] for sample in document["samples"]):
+        print("music2image: no sample gave prompts (see the warnings above); no images to make", file=sys.stderr)
+        return ExitStatus.SOME_FAILED
+    return cmd_generate(args)
+
+
+def cmd_show(args) -> int:
+    import json
+
+    from ..regenerate import read_recipe
+
+    document = read_recipe(args.image)
+    parameters = document.pop("parameters", None)
+    if not args.json and parameters:
+        print(parameters)
+        print()
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+    return ExitStatus.OK
+
+
+def cmd_regenerate(args) -> int:
+    from ..regenerate import regenerate_image
+
+    print(f"written: {regenerate_image(args.image, args.output, args.device)}")
+    return ExitStatus.OK
+
+
+def cmd_grid(args) -> int:
+    from ..report import make_grids
+
+    written = make_grids(args.output_dir, args.thumb_size, args.overview_thumb_size)
+    print(f"{len(written)} contact sheets in {written[-1].parent if written else args.output_dir}")
+    return ExitStatus.OK
+
+
+def cmd_gallery(args) -> int:
+    from ..report import make_gallery
+
+    print(f"gallery: {make_gallery(args.output_dir, args.thumb_size)}")
+    return ExitStatus.OK
+
+
+def cmd_summary(args) -> int:
+    import json
+    from pathlib import Path
+
+    from ..outputs import SUMMARY_NAME
+    from ..report import read_json_file, summary_text
+
+    if args.json:
+        print(json.dumps(read_json_file(Path(args.output_dir) / SUMMARY_NAME), indent=2, ensure_ascii=False))
+    else:
+        print(summary_text(Path(args.output_dir)))
+    return ExitStatus.OK
+
+
+def cmd_make_tiny_model(args) -> int:
+    from ..tiny import make_tiny_model
+
+    path = make_tiny_model(args.directory)
+    print(f"tiny SDXL written: --model {path / 'base'} --refiner-model {path / 'refiner'}\n"
+          f"as single files: --model {path / 'base.safetensors'} --model-config {path / 'base'} "
+          f"--refiner-model {path / 'refiner.safetensors'} --refiner-model-config {path / 'refiner'}")
+    return ExitStatus.OK
+
+
+class stop_on_signals:
+    """First SIGINT/SIGTERM: stop after the batch in flight is abandoned. Second: stop at once
+    (KeyboardInterrupt); atomic writes still leave no torn file."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        logging.getLogger("music2image").warning(
+            "%s received: stopping (press Ctrl-C again to stop at once)", signal.Signals(signum).name)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
