@@ -29,9 +29,9 @@ def main() -> None:
     from throughput import model_path
 
     from music2image import BatchImageGenerator
-    from music2image.engine import _quiet_libraries
+    from music2image.engine import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     document = {"samples": [{"sample_idx": 0, "prompts": [{"prompt_id": 0, "mode": "convergent",
                                                            "visual_prompt": "a red fox in deep snow"}]}]}
     with tempfile.TemporaryDirectory() as out:

@@ -29,11 +29,12 @@ def main() -> None:
 
     from throughput import model_path
 
-    from music2image.engine import Engine, _quiet_libraries
+    from music2image.engine import Engine, quiet_libraries
     from music2image.settings import GenerationSettings
-    from music2image.single_file import _hash_cache_path, checkpoint_sha256, save_single_file
+    from music2image.single_file import checkpoint_sha256, hash_cache_path
+    from music2image.single_file_layout import save_single_file
 
-    _quiet_libraries()
+    quiet_libraries()
     folder = Path(model_path(args.model))
     single = folder.with_suffix(".safetensors")  # the tiny model's make-tiny-model already wrote (base.safetensors)
     written = None
@@ -50,7 +51,7 @@ def main() -> None:
         gc.collect()
     size = single.stat().st_size
 
-    cache = _hash_cache_path()
+    cache = hash_cache_path()
     if cache.is_file():  # time the first hash: forget this file's cached entry
         entries = json.loads(cache.read_text())
         entries.pop(str(single.resolve()), None)

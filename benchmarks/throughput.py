@@ -141,9 +141,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from music2image.distributed import Launch
-    from music2image.engine import _quiet_libraries, available_device
+    from music2image.engine import quiet_libraries, available_device
 
-    _quiet_libraries()
+    quiet_libraries()
     launch = Launch()
     path = launch.decide(lambda: model_path(args.model))  # built once, by the main process, if not cached
     source = json.loads((ROOT / "examples" / "visual_prompts.json").read_text())

@@ -11,12 +11,8 @@ from conftest import SMALL, model_flags, prompts_doc, read_json, run_cli
 from PIL import Image
 
 from music2image.regenerate import read_recipe
-from music2image.single_file import (
-    checkpoint_kind,
-    checkpoint_sha256,
-    save_single_file,
-    single_file_state_dict,
-)
+from music2image.single_file import checkpoint_kind, checkpoint_sha256
+from music2image.single_file_layout import save_single_file, single_file_state_dict
 
 
 def _pixels(folder):
@@ -187,14 +183,14 @@ def test_the_hash_is_cached_by_size_and_mtime(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(b"one")
     assert checkpoint_sha256(path) == hashlib.sha256(b"one").hexdigest()
-    from music2image.single_file import _hash_cache_path  # under $XDG_CACHE_HOME: the test session's
+    from music2image.single_file import hash_cache_path  # under $XDG_CACHE_HOME: the test session's
 
-    entries = json.loads(_hash_cache_path().read_text())
+    entries = json.loads(hash_cache_path().read_text())
     entry = entries[str(path.resolve())]
     assert entry["size"] == 3 and entry["sha256"] == hashlib.sha256(b"one").hexdigest()
     # A cached entry is trusted while size and mtime match (the file is not read again) ...
     entries[str(path.resolve())]["sha256"] = "cached"
-    _hash_cache_path().write_text(json.dumps(entries))
+    hash_cache_path().write_text(json.dumps(entries))
     assert checkpoint_sha256(path) == "cached"
     # ... and a rewritten file is hashed again.
     path.write_bytes(b"three")

@@ -75,7 +75,7 @@ def single_file_problems(flag: str, source: str, expected: str) -> list[str]:
 
 
 # Hashes -------------------------------------------------------------------------------------------------------
-def _hash_cache_path() -> Path:
+def hash_cache_path() -> Path:
     return cache_dir() / "checkpoint_hashes.json"
 
 
@@ -89,7 +89,7 @@ def checkpoint_sha256(path: str | os.PathLike) -> str:
 
 def _sha256_cached(path: Path) -> str:
     stat = path.stat()
-    cache_file = _hash_cache_path()
+    cache_file = hash_cache_path()
     try:
         cache = json.loads(cache_file.read_text())
         if not isinstance(cache, dict):

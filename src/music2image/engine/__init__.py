@@ -3,7 +3,7 @@
 
 from .device import available_device, memory_mode, resolved_dtype_name
 from .generate import BLACK_IMAGE_MAX, Engine, ImageOutcome, ImageRequest, StopRequested
-from .load import make_scheduler
+from .load import make_scheduler, quiet_libraries
 
 __all__ = ["BLACK_IMAGE_MAX", "Engine", "ImageOutcome", "ImageRequest", "StopRequested", "available_device",
-           "make_scheduler", "memory_mode", "resolved_dtype_name"]
+           "make_scheduler", "memory_mode", "quiet_libraries", "resolved_dtype_name"]

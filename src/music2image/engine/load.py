@@ -123,7 +123,7 @@ def _load_error(flag: str, source: str, exc: Exception, single_file: bool = Fals
     return ModelLoadError(f"{flag} {source}: could not load the model ({first_line}){hint}")
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Our progress bar is the only one: silence the per-step and loading bars of diffusers and transformers."""
     import transformers
 
@@ -140,7 +140,7 @@ def _quiet_libraries() -> None:
 
 def load_pipelines(settings: GenerationSettings, dtype):
     """(base, refiner or None, hub revisions) as the settings ask, on the CPU in `dtype`."""
-    _quiet_libraries()
+    quiet_libraries()
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
     components = {}
