@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 from ..errors import ModelLoadError
-from ..settings import DEFAULT_MODEL, TINY_MODEL, GenerationSettings
+from ..settings import GenerationSettings
+from ..sources import DEFAULT_MODEL, TINY_MODEL
 from ..single_file import is_single_file
 
 log = logging.getLogger("music2image")
