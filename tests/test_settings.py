@@ -18,7 +18,7 @@ NON_DEFAULTS = {
     "model": "org/other-model", "vae": "org/other-vae", "refiner_model": "org/other-refiner",
     "refiner_switch": 0.7, "width": 512, "height": 640, "steps": 12, "scheduler": "ddim",
     "timestep_spacing": "trailing", "guidance_scale": 7.5, "negative_prompt": "blurry", "dtype": "bfloat16",
-    "seed": 1234, "truncate_prompts": True, "image_format": "webp", "compile": True, "lora": "org/a-lora",
+    "seed": 1234, "seed_scope": "sample", "truncate_prompts": True, "image_format": "webp", "compile": True, "lora": "org/a-lora",
     "lora_scale": 0.5,
 }
 
@@ -68,13 +68,14 @@ def test_settings_that_are_off_stay_out_of_the_recipe_and_come_back_as_defaults(
     settings = GenerationSettings()
     recipe = recipe_of(settings, "float32")
     assert recipe["refiner_model"] is None and recipe["refiner_switch"] is None  # the seed's recipes said null
-    assert "compile" not in recipe and "lora" not in recipe and "lora_scale" not in recipe
+    assert "compile" not in recipe and "seed_scope" not in recipe and "lora" not in recipe and "lora_scale" not in recipe
     rebuilt = settings_from_recipe(recipe)
     assert dataclasses.replace(rebuilt, dtype="auto") == settings
 
 
 def test_runtime_settings_are_not_in_the_recipe():
     runtime = {name for name, declared in declared_settings().items() if not declared.recipe}
-    assert runtime == {"refiner", "device", "batch_size", "offload", "vae_tiling"}
+    # (--images-per-prompt decides how many images, not any image's pixels: adding k = 4..7 keeps k = 0..3.)
+    assert runtime == {"refiner", "images_per_prompt", "device", "batch_size", "offload", "vae_tiling"}
     recipe = recipe_of(GenerationSettings(device="cpu", batch_size=4, offload="none", vae_tiling=True), "float32")
     assert recipe == recipe_of(GenerationSettings(), "float32")

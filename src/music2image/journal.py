@@ -116,6 +116,7 @@ _is_text = lambda value: isinstance(value, str)  # noqa: E731
 _IMAGE_FIELDS = {
     "sample_idx": lambda v: _is_int(v, 0, 999_999),
     "prompt_id": lambda v: _is_int(v, 0, 999_999),
+    "image_index": lambda v: _is_int(v, 0, 999),
     "mode": _is_text,
     "temperature": _optional(_is_number),
     "visual_prompt": _is_text,
@@ -165,14 +166,15 @@ class ImageRecord:
     device: str | None = None
     run: int | None = None  # the run that made it (see RunRecord.run); None in journals from before 0.2
     saved: bool | None = None  # False: made by a --no-save run, so there is no file to keep
+    image_index: int = 0  # k of --images-per-prompt K (0 in journals from before the flag)
 
     @property
     def ok(self) -> bool:
         return self.status == "success"
 
     @property
-    def key(self) -> tuple[int, int]:
-        return (self.sample_idx, self.prompt_id)
+    def key(self) -> tuple[int, int, int]:
+        return (self.sample_idx, self.prompt_id, self.image_index)
 
     @property
     def has_file(self) -> bool:
@@ -181,19 +183,20 @@ class ImageRecord:
     @property
     def job(self) -> Job:
         return Job(self.sample_idx, self.prompt_id, self.mode, self.temperature, self.visual_prompt, self.seed,
-                   self.image_path or "", self.recipe_key)
+                   self.image_path or "", self.recipe_key, self.image_index)
 
     @classmethod
     def made(cls, job: Job, **outcome) -> "ImageRecord":
         return cls(sample_idx=job.sample_idx, prompt_id=job.prompt_id, mode=job.mode, temperature=job.temperature,
-                   visual_prompt=job.visual_prompt, seed=job.seed, recipe_key=job.recipe_key, **outcome)
+                   visual_prompt=job.visual_prompt, seed=job.seed, recipe_key=job.recipe_key,
+                   image_index=job.image_index, **outcome)
 
     @classmethod
     def from_journal(cls, record: dict) -> "ImageRecord | None":
         """The record, or None when a field is missing or of the wrong type (a hostile or damaged journal)."""
         values = {}
         for name, valid in _IMAGE_FIELDS.items():
-            value = record.get(name, [] if name == "notes" else None)
+            value = record.get(name, {"notes": [], "image_index": 0}.get(name))
             if not valid(value):
                 return None
             values[name] = value
@@ -205,9 +208,10 @@ class ImageRecord:
     def to_journal(self, **stamp) -> dict:
         return {"type": "image", **dataclasses.asdict(self), "notes": list(self.notes), **stamp}
 
-    def log_entry(self) -> dict:
-        """The image's entry in image_generation_log.json (the seed's keys first, then ours)."""
-        return {
+    def log_entry(self, with_image_index: bool = False) -> dict:
+        """The image's entry in image_generation_log.json (the seed's keys first, then ours; `image_index` when
+        the run made several images per prompt)."""
+        entry = {
             "sample_idx": self.sample_idx,
             "prompt_id": self.prompt_id,
             "mode": self.mode,
@@ -223,6 +227,9 @@ class ImageRecord:
             "token_count": self.token_count,
             "prompt_encoding": self.prompt_encoding,
         }
+        if with_image_index:
+            entry["image_index"] = self.image_index
+        return entry
 
 
 @dataclass(frozen=True)

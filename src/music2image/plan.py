@@ -12,18 +12,28 @@ from .settings import GenerationSettings
 EXTENSIONS = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
 
 
-def image_seed(base_seed: int, sample_idx: int, prompt_id: int) -> int:
-    """Each image's seed from (seed, sample_idx, prompt_id) alone, so it does not depend on --limit, the order
-    of the file or the batch an image lands in. 32 bits, so it can be typed into other SD tools."""
-    digest = hashlib.sha256(f"music2image:{base_seed}:{sample_idx}:{prompt_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
+def image_seed(base_seed: int, sample_idx: int, prompt_id: int, image_index: int = 0,
+               seed_scope: str = "prompt") -> int:
+    """Each image's seed from (seed, sample_idx, prompt_id, image_index) alone, so it does not depend on --limit,
+    the order of the file, the batch an image lands in or --images-per-prompt (adding images k = 4..7 later keeps
+    k = 0..3). With seed_scope "sample" every prompt of a sample gets the same seed for each k, so the images of
+    one sample differ by their prompts alone. 32 bits, so it can be typed into other SD tools."""
+    if seed_scope == "sample":
+        text = f"music2image:{base_seed}:{sample_idx}:sample:{image_index}"
+    elif image_index:
+        text = f"music2image:{base_seed}:{sample_idx}:{prompt_id}:{image_index}"
+    else:  # the one image per prompt of every earlier version
+        text = f"music2image:{base_seed}:{sample_idx}:{prompt_id}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
-def image_relpath(sample_idx: int, prompt_id: int, image_format: str = "png") -> str:
-    """`sample_000/sample_000_prompt_00.png`: built from the integer ids only, so nothing in a prompts file can
-    steer a write outside the output directory."""
+def image_relpath(sample_idx: int, prompt_id: int, image_format: str = "png", image_index: int = 0) -> str:
+    """`sample_000/sample_000_prompt_00.png` for a prompt's first image, `..._prompt_00_k01.png` for its second
+    and so on: built from the integer ids only, so nothing in a prompts file can steer a write outside the output
+    directory, and stable whatever --images-per-prompt is."""
     folder = f"sample_{int(sample_idx):03d}"
-    return f"{folder}/{folder}_prompt_{int(prompt_id):02d}{EXTENSIONS[image_format]}"
+    suffix = f"_k{int(image_index):02d}" if image_index else ""
+    return f"{folder}/{folder}_prompt_{int(prompt_id):02d}{suffix}{EXTENSIONS[image_format]}"
 
 
 def recipe_key(recipe: dict, seed: int, prompt: str) -> str:
@@ -43,26 +53,30 @@ class Job:
     seed: int
     image_path: str  # relative to the output directory
     recipe_key: str
+    image_index: int = 0  # k of --images-per-prompt K
 
     @property
-    def key(self) -> tuple[int, int]:
-        return (self.sample_idx, self.prompt_id)
+    def key(self) -> tuple[int, int, int]:
+        return (self.sample_idx, self.prompt_id, self.image_index)
 
 
 def plan_jobs(prompts: list[SelectedPrompt], settings: GenerationSettings, recipe: dict) -> list[Job]:
+    """Every image to make, in prompts-file order, a prompt's K images (--images-per-prompt) together."""
     jobs = []
     for prompt in prompts:
-        seed = image_seed(settings.seed, prompt.sample_idx, prompt.prompt_id)
-        jobs.append(
-            Job(
-                sample_idx=prompt.sample_idx,
-                prompt_id=prompt.prompt_id,
-                mode=prompt.mode,
-                temperature=prompt.temperature,
-                visual_prompt=prompt.visual_prompt,
-                seed=seed,
-                image_path=image_relpath(prompt.sample_idx, prompt.prompt_id, settings.image_format),
-                recipe_key=recipe_key(recipe, seed, prompt.visual_prompt),
+        for image_index in range(settings.images_per_prompt):
+            seed = image_seed(settings.seed, prompt.sample_idx, prompt.prompt_id, image_index, settings.seed_scope)
+            jobs.append(
+                Job(
+                    sample_idx=prompt.sample_idx,
+                    prompt_id=prompt.prompt_id,
+                    mode=prompt.mode,
+                    temperature=prompt.temperature,
+                    visual_prompt=prompt.visual_prompt,
+                    seed=seed,
+                    image_path=image_relpath(prompt.sample_idx, prompt.prompt_id, settings.image_format, image_index),
+                    recipe_key=recipe_key(recipe, seed, prompt.visual_prompt),
+                    image_index=image_index,
+                )
             )
-        )
     return jobs

@@ -122,6 +122,7 @@ def image_metadata(job: Job, settings: GenerationSettings, recipe: dict, device:
         "prompt_id": job.prompt_id,
         "mode": job.mode,
         "temperature": job.temperature,
+        **({"image_index": job.image_index} if job.image_index else {}),
         "recipe": recipe,
         "device": device,
         "versions": versions or library_versions(),

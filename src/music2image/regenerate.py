@@ -51,6 +51,7 @@ def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | 
         seed=document["seed"],
         image_path=str(image_path),
         recipe_key="",
+        image_index=document.get("image_index", 0),
     )
     engine = Engine.load(settings, device)
     outcome = engine.generate([ImageRequest(job.visual_prompt, job.seed)])[0]

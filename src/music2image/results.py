@@ -26,6 +26,11 @@ class RunResult:
     log_path: str | None = None  # written by the main process only
     summary_path: str | None = None
     process_index: int = 0  # under `accelerate launch`: which process this result is from
+    total_images: int | None = None  # selected images (prompts x --images-per-prompt); None: one per prompt
+
+    @property
+    def pending(self) -> int:
+        return (self.total_prompts if self.total_images is None else self.total_images) - len(self.images)
 
     @property
     def successful(self) -> int:

@@ -84,7 +84,7 @@ def generate(context: RunContext) -> RunResult:
             for skipped in selection.skipped_samples:
                 log.warning("skipping sample %d: %s", skipped.sample_idx, skipped.reason)
             log.info("device: %s", device)
-            log.info("%d prompts selected, %d already done, %d to generate", len(jobs), len(done), len(jobs) - len(done))
+            log.info("%d images selected, %d already done, %d to generate", len(jobs), len(done), len(jobs) - len(done))
             return [job.key for job in jobs if job.key not in done], (state.last_run if state else 0) + 1
 
         todo_keys, run_number = launch.decide(plan_todo)
@@ -108,8 +108,8 @@ def generate(context: RunContext) -> RunResult:
         #    writes them once every process is done.
         interrupted = any(launch.gather(share.interrupted))
         if not launch.is_main:
-            return RunResult(str(context.output_dir), share.mine, selection.skipped_samples, len(jobs),
-                             len(share.mine), interrupted, device, process_index=launch.rank)
+            return RunResult(str(context.output_dir), share.mine, selection.skipped_samples, len(selection.prompts),
+                             len(share.mine), interrupted, device, process_index=launch.rank, total_images=len(jobs))
         elapsed = time.perf_counter() - started - (share.compile_seconds or 0)
         return _report(context, recipe, device, jobs, todo_set, selection, engine, share, elapsed, run_number,
                        interrupted, launch.world)
@@ -184,8 +184,8 @@ def _report(context: RunContext, recipe: dict, device: str, jobs, todo_keys: set
         # The prompts file may relabel a prompt (mode, temperature) without changing its image.
         images.append(record if (record.mode, record.temperature) == (job.mode, job.temperature)
                       else _relabel(record, job))
-    result = RunResult(str(context.output_dir), images, selection.skipped_samples, len(jobs), generated_now,
-                       interrupted, device)
+    result = RunResult(str(context.output_dir), images, selection.skipped_samples, len(selection.prompts),
+                       generated_now, interrupted, device, total_images=len(jobs))
     extra = {
         "music2image_version": __version__,
         **{k: v for k, v in recipe.items() if k not in ("width", "height", "steps")},

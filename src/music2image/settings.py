@@ -42,6 +42,7 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICES_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 IMAGE_FORMATS = ("png", "webp", "jpeg")
+SEED_SCOPES = ("prompt", "sample")
 MAX_SEED = 2**32 - 1
 MAX_SIDE = 4096
 
@@ -197,7 +198,17 @@ class GenerationSettings:
     dtype: str = setting("auto", choices=DTYPES, check=_choice("--dtype", DTYPES), recipe=True,
                          help="auto: float16 on cuda, float32 elsewhere; bfloat16 selectable")
     seed: int = setting(0, check=_whole("--seed", 0, MAX_SEED), recipe=True,
-                        help="base seed; each image's seed is derived from (seed, sample_idx, prompt_id) and recorded")
+                        help="base seed; each image's seed is derived from (seed, sample_idx, prompt_id, image index) "
+                             "and recorded")
+    # In the recipe only when not the default, so recipes from before the flag still match.
+    seed_scope: str = setting(
+        "prompt", choices=SEED_SCOPES, check=_choice("--seed-scope", SEED_SCOPES), recipe=True,
+        recipe_when=lambda s: s.seed_scope != "prompt",
+        help="prompt: every image its own seed; sample: all prompts of a sample share the seed of each image "
+             "index, so a sample's images differ by their prompts alone")
+    # Not in the recipe: K decides how many images, not any image's pixels (resume makes only the new ones).
+    images_per_prompt: int = setting(1, check=_whole("--images-per-prompt", 1, 1000),
+                                     help="images per prompt, each with its own seed (k = 0..K-1)")
     truncate_prompts: bool = setting(
         False, recipe=True,
         help="keep only the first 75 CLIP tokens of each prompt, as stock SDXL does (default: encode long prompts "

@@ -34,7 +34,7 @@ def cmd_generate(args) -> int:
     state = "interrupted" if result.interrupted else "done"
     print(
         f"{state}: {result.successful} succeeded, {result.failed} failed, "
-        f"{result.total_prompts - len(result.images)} pending, {len(result.skipped_samples)} samples skipped "
+        f"{result.pending} pending, {len(result.skipped_samples)} samples skipped "
         f"-> {result.log_path}"
     )
     return result.exit_status

@@ -24,13 +24,15 @@ def log_document(result, prompts_file: str, settings, metadata_extra: dict) -> d
         "successful": result.successful,
         "failed": result.failed,
         "interrupted": result.interrupted,
-        "pending": result.total_prompts - len(result.images),
+        "pending": result.pending,
         "skipped_samples": len(result.skipped_samples),
         **metadata_extra,
     }
+    if settings.images_per_prompt > 1:
+        metadata.update(images_per_prompt=settings.images_per_prompt, total_images=result.total_images)
     return {
         "metadata": metadata,
-        "generated_images": [r.log_entry() for r in result.images],
+        "generated_images": [r.log_entry(settings.images_per_prompt > 1) for r in result.images],
         "skipped_samples": [{"sample_idx": s.sample_idx, "reason": s.reason} for s in result.skipped_samples],
     }
 
@@ -65,7 +67,8 @@ def summary_document(result, settings) -> dict:
         "interrupted": result.interrupted,
         "skipped_samples": [s.sample_idx for s in result.skipped_samples],
         "failures": [
-            {"sample_idx": r.sample_idx, "prompt_id": r.prompt_id, "error": r.error}
+            {"sample_idx": r.sample_idx, "prompt_id": r.prompt_id, "error": r.error,
+             **({"image_index": r.image_index} if settings.images_per_prompt > 1 else {})}
             for r in result.images
             if not r.ok
         ],
