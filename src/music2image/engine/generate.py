@@ -61,6 +61,8 @@ class Engine:
         self.refiner = refiner
         self.revisions = revisions or {}  # hub commit of each model loaded from the hub
         self.decode_dtype_name = self._choose_decode_dtype()
+        if self.decode_dtype_name != dtype_name:  # once, not around every decode
+            base.vae.to(dtype=torch_dtype(self.decode_dtype_name))
         self.memory_notes: list[str] = []
         self.offload, self.vae_tiling = settings.offload, settings.vae_tiling  # what _place() put in effect
         self._oom_fallback_used = False
@@ -227,55 +229,71 @@ class Engine:
             switch = settings.refiner_switch
             latents = self.base(**size, denoising_end=switch, **text_inputs(self.base), **common).images
             latents = self.refiner(image=latents, denoising_start=switch, **text_inputs(self.refiner), **common).images
-        return [self._decode_checked(latents[i : i + 1], call.keep_float) for i in range(len(requests))]
+        return self._decode_checked(latents, call.keep_float)
 
-    def _decode_checked(self, latents, keep_float: bool) -> ImageOutcome:
-        """Decode one latent; a NaN or all-black result is decoded again in float32 before it counts as failed."""
-        decode_dtype = self.decode_dtype_name
+    def _decode_checked(self, latents, keep_float: bool) -> list[ImageOutcome]:
+        """Decode the batch in one VAE call; an image that comes out NaN or all black is decoded again alone in
+        float32 before it counts as failed."""
         memory = dict(offload=self.offload, vae_tiling=self.vae_tiling)
-        image, problem = self.decode(latents, decode_dtype)
-        notes = []
-        if problem is not None and decode_dtype != "float32":
-            log.warning("%s after a %s VAE decode: decoding again in float32", problem, decode_dtype)
-            notes.append(f"{problem} in {decode_dtype}; decoded again in float32")
-            decode_dtype = "float32"
-            image, problem = self.decode(latents, decode_dtype)
-        if problem is not None:
-            return ImageOutcome(error=problem, error_type="BadDecode", notes=notes, **memory)
-        # The same float → uint8 rounding as diffusers' numpy_to_pil.
-        pixels = (image * 255).round().astype("uint8")
-        return ImageOutcome(pixels=pixels, notes=notes, float_pixels=image if keep_float else None,
-                            decode_dtype=decode_dtype, **memory)
+        images, problems = self.decode(latents, self.decode_dtype_name)
+        outcomes = []
+        for index, (image, problem) in enumerate(zip(images, problems)):
+            decode_dtype, notes = self.decode_dtype_name, []
+            if problem is not None and decode_dtype != "float32":
+                log.warning("%s after a %s VAE decode: decoding again in float32", problem, decode_dtype)
+                notes.append(f"{problem} in {decode_dtype}; decoded again in float32")
+                decode_dtype = "float32"
+                (image,), (problem,) = self.decode(latents[index : index + 1], decode_dtype)
+            if problem is not None:
+                outcomes.append(ImageOutcome(error=problem, error_type="BadDecode", notes=notes, **memory))
+                continue
+            # The same float → uint8 rounding as diffusers' numpy_to_pil.
+            pixels = (image * 255).round().astype("uint8")
+            outcomes.append(ImageOutcome(pixels=pixels, notes=notes, float_pixels=image if keep_float else None,
+                                         decode_dtype=decode_dtype, **memory))
+        return outcomes
 
-    def decode(self, latents, dtype_name: str) -> tuple[np.ndarray | None, str | None]:
-        """Latents → [0, 1] float pixels in `dtype_name`, or the reason there are none (NaN, all black)."""
+    def decode(self, latents, dtype_name: str) -> tuple[list, list]:
+        """Latents (a batch) → per image, [0, 1] float pixels in `dtype_name` or None, and the reason there are
+        none (NaN, all black) or None. One VAE call for the batch; the VAE lives in the decode dtype (converted once
+        at load), so only the rare float32 retry converts it, and back."""
         import torch
 
         vae = self.base.vae
-        if torch.isnan(latents).any():
-            return None, "NaN latents"
+        finite = [not bool(torch.isnan(latents[i]).any()) for i in range(latents.shape[0])]
+        images: list = [None] * len(finite)
+        problems: list = [None if ok else "NaN latents" for ok in finite]
+        if not any(finite):
+            return images, problems
+        keep = [i for i, ok in enumerate(finite) if ok]
         dtype = torch_dtype(dtype_name)
         original_dtype = vae.dtype
         if dtype != original_dtype:
             vae.to(dtype=dtype)
         try:
             config = vae.config
+            batch = latents[keep].to(dtype)
             if getattr(config, "latents_mean", None) is not None and getattr(config, "latents_std", None) is not None:
                 mean = torch.tensor(config.latents_mean).view(1, 4, 1, 1).to(latents.device, dtype)
                 std = torch.tensor(config.latents_std).view(1, 4, 1, 1).to(latents.device, dtype)
-                scaled = latents.to(dtype) * std / config.scaling_factor + mean
+                scaled = batch * std / config.scaling_factor + mean
             else:
-                scaled = latents.to(dtype) / config.scaling_factor
+                scaled = batch / config.scaling_factor
             decoded = vae.decode(scaled.to(self.base._execution_device), return_dict=False)[0]
         finally:
             if dtype != original_dtype:
                 vae.to(dtype=original_dtype)
-        if torch.isnan(decoded).any():
-            return None, "NaN in the decoded image"
-        image = self.base.image_processor.postprocess(decoded.float(), output_type="np")[0]
-        if float(image.mean()) < BLACK_IMAGE_MAX:
-            return None, "all-black image"
-        return image, None
+        for position, index in enumerate(keep):
+            one = decoded[position : position + 1]
+            if torch.isnan(one).any():
+                problems[index] = "NaN in the decoded image"
+                continue
+            image = self.base.image_processor.postprocess(one.float(), output_type="np")[0]
+            if float(image.mean()) < BLACK_IMAGE_MAX:
+                problems[index] = "all-black image"
+                continue
+            images[index] = image
+        return images, problems
 
     def peak_memory_bytes(self) -> int | None:
         import torch
