@@ -29,6 +29,9 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (and exit 2), not a usage dump."""
 
@@ -174,12 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("output_dir")
     grid.add_argument("--thumb-size", type=_positive_int, default=256, help="tile size in pixels (default: %(default)s)")
     grid.add_argument("--overview-thumb-size", type=_positive_int, default=128,
-                      help="tile size in the overview (default: %(default)s)")
+                      help="tile size in the overview pages (default: %(default)s)")
+    grid.add_argument("--samples-per-page", type=_positive_int, default=25,
+                      help="samples per overview page, overview_001.png, ... (default: %(default)s)")
     grid.set_defaults(func=_cmd_grid)
 
     gallery = commands.add_parser("gallery", help="a static index.html in the output folder (works offline)")
     gallery.add_argument("output_dir")
     gallery.add_argument("--thumb-size", type=_positive_int, default=256, help="thumbnail size (default: %(default)s)")
+    gallery.add_argument("--samples-per-page", type=_positive_int, default=50,
+                         help="samples per page; index.html is the first (default: %(default)s)")
     gallery.set_defaults(func=_cmd_gallery)
 
     summary = commands.add_parser("summary", help="success rate, by mode, by sample and failures, as a table")
@@ -324,13 +331,15 @@ def _cmd_show(args) -> int:
     import json
 
     from .generator import read_recipe
+    from .image_text import terminal_safe
 
     document = read_recipe(args.image)
     parameters = document.pop("parameters", None)
+    # The text is the file's: control characters (terminal escape sequences) are shown escaped, never sent.
     if not args.json and parameters:
-        print(parameters)
+        print(terminal_safe(parameters))
         print()
-    print(json.dumps(document, indent=2, ensure_ascii=False))
+    print(terminal_safe(json.dumps(document, indent=2, ensure_ascii=False)))
     return ExitStatus.OK
 
 
@@ -344,15 +353,17 @@ def _cmd_regenerate(args) -> int:
 def _cmd_grid(args) -> int:
     from .report import make_grids
 
-    written = make_grids(args.output_dir, args.thumb_size, args.overview_thumb_size)
-    print(f"{len(written)} contact sheets in {written[-1].parent if written else args.output_dir}")
+    written = make_grids(args.output_dir, args.thumb_size, args.overview_thumb_size, args.samples_per_page)
+    pages = sum(path.name.startswith("overview_") for path in written)
+    print(f"{len(written) - pages} contact sheets and {pages} overview pages in "
+          f"{written[-1].parent if written else args.output_dir}")
     return ExitStatus.OK
 
 
 def _cmd_gallery(args) -> int:
     from .report import make_gallery
 
-    print(f"gallery: {make_gallery(args.output_dir, args.thumb_size)}")
+    print(f"gallery: {make_gallery(args.output_dir, args.thumb_size, args.samples_per_page)}")
     return ExitStatus.OK
 
 
@@ -360,11 +371,13 @@ def _cmd_summary(args) -> int:
     import json
     from pathlib import Path
 
+    from .image_text import terminal_safe
     from .outputs import SUMMARY_NAME
     from .report import read_json_file, summary_text
 
     if args.json:
-        print(json.dumps(read_json_file(Path(args.output_dir) / SUMMARY_NAME), indent=2, ensure_ascii=False))
+        document = read_json_file(Path(args.output_dir) / SUMMARY_NAME)
+        print(terminal_safe(json.dumps(document, indent=2, ensure_ascii=False)))
     else:
         print(summary_text(Path(args.output_dir)))
     return ExitStatus.OK
@@ -389,7 +402,17 @@ def main(argv: list[str] | None = None) -> int:
     # Under `accelerate launch` only the main process (RANK 0) talks; the others report warnings and errors.
     _configure_logging(getattr(args, "quiet", False) or os.environ.get("RANK", "0") != "0")
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # here, so that a reader gone away (`| head`) is seen below, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # The reader closed the pipe (`music2image show IMAGE | head`): what it wanted, it has. Point stdout at
+        # /dev/null so the interpreter's last flush has nowhere to fail; exit as a process killed by SIGPIPE does.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor (a test's capture)
+            pass
+        return EXIT_BROKEN_PIPE
     except Music2ImageError as exc:
         if args.traceback:
             raise

@@ -524,23 +524,10 @@ class _stop_on_signals:
 
 
 def read_recipe(image_path: str | os.PathLike) -> dict:
-    """The full recipe embedded in an image we made (PNG text chunk, or EXIF for WebP/JPEG)."""
-    from PIL import UnidentifiedImageError
+    """The full recipe embedded in an image we made (PNG text chunk, or EXIF for WebP/JPEG), validated whole."""
+    from .image_text import parse_recipe, read_image_text
 
-    from .errors import Music2ImageError
-    from .outputs import read_image_text
-
-    try:
-        text = read_image_text(Path(image_path))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise Music2ImageError(f"{image_path}: cannot read the image ({exc})") from exc
-    try:
-        recipe = json.loads(text["music2image"])
-        recipe["recipe"]["model"]
-    except (KeyError, ValueError, TypeError):
-        raise Music2ImageError(f"{image_path}: has no music2image recipe (was it made by music2image?)") from None
-    recipe["parameters"] = text.get("parameters")
-    return recipe
+    return parse_recipe(read_image_text(image_path), image_path)
 
 
 def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | None = None,
