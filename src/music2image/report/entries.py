@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, TypeA
 from pydantic.dataclasses import dataclass as validated_dataclass
 
 from ..errors import Music2ImageError
-from ..image_text import validation_problems
+from ..image_text import terminal_safe, validation_problems
 from ..outputs import LOG_NAME
 from ..safe_paths import UnsafePathError, relative_parts
 
@@ -119,7 +119,7 @@ def validated(items, adapter: TypeAdapter, where: str, source: Path) -> tuple[li
     if bad:
         more = f" (and {bad - len(problems)} more)" if bad > len(problems) else ""
         log.warning("%s: %d of %d %s entries are not valid and are left out: %s%s", source, bad, len(items), where,
-                    "; ".join(problems), more)
+                    terminal_safe("; ".join(problems)), more)
     return good, bad
 
 
