@@ -271,7 +271,8 @@ def test_reports_refuse_to_write_through_a_linked_folder(folder, workdir, capsys
     outside.mkdir()
     (folder / planted).parent.mkdir(parents=True, exist_ok=True)
     (folder / planted).symlink_to(outside, target_is_directory=True)
-    assert run_cli(command, str(folder), "--samples-per-page", "1") == 2
+    pages = ["--samples-per-page", "1"] if planted == "gallery" else []  # gallery/ holds the pages after the first
+    assert run_cli(command, str(folder), *pages) == 2
     err = capsys.readouterr().err
     assert f"{folder / planted} is a symbolic link (to {outside})" in err
     assert list(outside.iterdir()) == []
@@ -321,32 +322,38 @@ def _browser(chromium, url, profile):
 
 
 @pytest.mark.browser
-def test_a_hostile_log_runs_nothing_in_the_gallery(folder, tmp_path, capsys):
+@pytest.mark.parametrize("field", ["sample_idx", "prompt_id", "seed", "mode", "visual_prompt"])
+def test_a_hostile_log_runs_nothing_in_the_gallery(folder, tmp_path, capsys, field):
     chromium = _chromium()
 
     def spoil(log):
-        images = log["generated_images"]
-        images[0]["sample_idx"] = _payload("sample_idx")
-        images[1]["prompt_id"] = _payload("prompt_id")
-        images[2]["seed"] = _payload("seed")
-        images[3]["mode"] = _payload("mode")
-        images[4]["visual_prompt"] = _payload("visual_prompt")
-        images[5].update(status="failed", image_path=None, error=_payload("error"))
-        log["skipped_samples"] = [{"sample_idx": 9, "reason": _payload("reason")}]
-        log["metadata"]["model"] = _payload("model")
+        hostile = log["generated_images"][0]
+        hostile.update({"sample_idx": 99, field: _payload(field)})  # a sample of its own
+        if field == "visual_prompt":  # the other text fields, at the same time
+            log["generated_images"][1].update(status="failed", image_path=None, error=_payload("error"))
+            log["skipped_samples"] = [{"sample_idx": 9, "reason": _payload("reason")}]
+            log["metadata"]["model"] = _payload("model")
     _edit_log(folder, spoil)
     assert run_cli("gallery", str(folder)) == 0
-    assert "3 of 15 generated_images entries are not valid" in capsys.readouterr().err  # the wrongly typed three
     dom, console = _browser(chromium, (folder / "index.html").as_uri(), tmp_path / "profile")
     assert "PWNED" not in dom
     assert 'data-mode="all"' in dom  # our own script ran
     assert "Content Security Policy" not in console  # and nothing of ours (script, style, thumbnails) was refused
-    for field in ("mode", "visual_prompt", "error", "reason", "model"):
-        assert f"NED-{field}" in dom  # shown, as text
+    wrong_type = field in ("sample_idx", "prompt_id", "seed")
+    assert ("1 of 15 generated_images entries are not valid" in capsys.readouterr().err) == wrong_type
+    if not wrong_type:
+        shown = ["mode", "visual_prompt", "error", "reason", "model"] if field == "visual_prompt" else [field]
+        assert all(f"NED-{name}" in dom for name in shown)  # shown, as text
 
-    # Should an escape ever be missed, the policy still stops inline script that is not ours.
+
+@pytest.mark.browser
+def test_the_gallery_policy_runs_no_inline_script_but_its_own(folder, tmp_path):
+    """Should an escape ever be missed, the Content-Security-Policy still stops inline script that is not ours."""
+    chromium = _chromium()
+    assert run_cli("gallery", str(folder)) == 0
     page = (folder / "index.html").read_text()
-    (folder / "index.html").write_text(page.replace("</main>", "<script>document.title='PW'+'NED-inline'</script>"
-                                                               "</main>"))
-    dom, console = _browser(chromium, (folder / "index.html").as_uri(), tmp_path / "profile2")
+    injected = page.replace("</main>", "<script>document.title='PW'+'NED-inline'</script></main>")
+    (folder / "index.html").write_text(injected)
+    dom, console = _browser(chromium, (folder / "index.html").as_uri(), tmp_path / "profile")
     assert "PWNED" not in dom and "violates the following Content Security Policy directive" in console
+    assert 'data-mode="all"' in dom
