@@ -357,3 +357,20 @@ def test_the_gallery_policy_runs_no_inline_script_but_its_own(folder, tmp_path):
     dom, console = _browser(chromium, (folder / "index.html").as_uri(), tmp_path / "profile")
     assert "PWNED" not in dom and "violates the following Content Security Policy directive" in console
     assert 'data-mode="all"' in dom
+
+
+def test_the_readme_report_commands_work_as_written(workdir, capsys):
+    import re
+    import shlex
+
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"## Looking at the results\n\n```\n(.*?)```", readme, re.S).group(1)
+    commands = [shlex.split(line.split("#")[0]) for line in block.strip().splitlines()]
+    assert [c[:2] for c in commands] == [["music2image", "gallery"], ["music2image", "grid"], ["music2image", "summary"]]
+    build_folder(workdir / "images", samples=2, per_sample=5, size=16)
+    for command in commands:
+        assert run_cli(*command[1:]) == 0
+    assert (workdir / "images" / "index.html").is_file()
+    assert (workdir / "images" / "grids" / "overview_001.png").is_file()
+    assert (workdir / "images" / "grids" / "sample_000.png").is_file()
+    assert "success rate 100.0%: 10 of 10 images" in capsys.readouterr().out

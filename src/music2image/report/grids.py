@@ -105,7 +105,8 @@ def _sheet(entries: list[Entry], tiles: list, thumb: int, title: str):
 
 def _save_png(output_dir: Path, name: str, image) -> Path:
     buffer = io.BytesIO()
-    # Pillow's default zlib level: optimize=True took 1.6x as long for <0.1 % smaller sheets of photographs.
+    # Pillow's default zlib level: optimize=True took 1.6x as long for 0.07 % smaller sheets (measured on sheets of
+    # noise images, as benchmarks/report_scale.py makes; docs/PERFORMANCE.md).
     image.save(buffer, format="PNG")
     try:
         return write_bytes_inside(output_dir, f"{GRIDS_DIR}/{name}", buffer.getvalue())
