@@ -185,7 +185,7 @@ def shown_value(value, width: int = 60) -> str:
 
 
 # Text for a terminal ---------------------------------------------------------------------------------------------
-def terminal_safe(text: str, keep: str = "\n") -> str:
+def terminal_safe(text: str, keep: str = "\n\t") -> str:
     """TEXT with every control character (C0, DEL, C1: ESC sequences, OSC title changes, colours) and every
     bidirectional override (they reorder what a terminal shows) written as a \\uXXXX escape; characters in KEEP
     stay. \\uXXXX is also a valid JSON escape, so JSON text stays JSON."""
