@@ -17,11 +17,9 @@ import argparse
 import json
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-
 
 
 def cpu_name() -> str:

@@ -366,7 +366,7 @@ def test_the_readme_report_commands_work_as_written(workdir, capsys):
     readme = (REPO / "README.md").read_text()
     block = re.search(r"## Looking at the results\n\n```\n(.*?)```", readme, re.S).group(1)
     commands = [shlex.split(line.split("#")[0]) for line in block.strip().splitlines()]
-    assert [c[:2] for c in commands] == [["music2image", "gallery"], ["music2image", "grid"], ["music2image", "summary"]]
+    assert [c[1] for c in commands] == ["gallery", "grid", "summary"] and {c[0] for c in commands} == {"music2image"}
     build_folder(workdir / "images", samples=2, per_sample=5, size=16)
     for command in commands:
         assert run_cli(*command[1:]) == 0

@@ -94,7 +94,8 @@ def read_json_file(path: str | os.PathLike) -> dict:
     except (OSError, ValueError) as exc:
         raise Music2ImageError(f"{path}: cannot read it ({exc})") from None
     if not isinstance(document, dict):
-        raise Music2ImageError(f"{path}: not a music2image file (it holds a JSON {type(document).__name__}, not an object)")
+        raise Music2ImageError(f"{path}: not a music2image file (it holds a JSON {type(document).__name__}, "
+                               "not an object)")
     return document
 
 

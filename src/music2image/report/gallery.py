@@ -131,7 +131,8 @@ def _card(output_dir: Path, entry: Entry, size: int, prefix: str, index: int, un
               "prompt": entry.visual_prompt[:PROMPT_CHARS], "seed": entry.seed, "status": entry.status,
               "error": (entry.error or "")[:PROMPT_CHARS] or None, "parameters": ""}
     if not entry.ok:
-        return Card(entry, index, "failed" if entry.status == "failed" else "missing", note=recipe["error"] or ""), recipe
+        state = "failed" if entry.status == "failed" else "missing"
+        return Card(entry, index, state, note=recipe["error"] or ""), recipe
     try:
         source = resolves_inside(output_dir, entry.image_path)
         if source is None:
@@ -215,7 +216,7 @@ def _render(run_log: RunLog, samples: list[SampleRow], recipes: list[dict], nav:
     if run_log.invalid_entries:
         notes.append(f"{run_log.invalid_entries} entries of the log are not valid and are not shown "
                      "(the command's warning says which).")
-    unreadable_here = sum(card.state == "unreadable" for row in samples for _mode, cards in row.groups for card in cards)
+    unreadable_here = sum(card.state == "unreadable" for row in samples for _, cards in row.groups for card in cards)
     if unreadable_here:
         notes.append(f"{unreadable_here} image{'s' if unreadable_here > 1 else ''} on this page could not be read and "
                      "are shown as unreadable, with the reason.")
