@@ -135,10 +135,11 @@ def test_summary_table_and_json(made, capsys):
 def test_grids_one_per_sample_plus_overview(made):
     assert run_cli("grid", str(made), "--thumb-size", "96", "--overview-thumb-size", "48") == 0
     grids = made / "grids"
-    assert sorted(p.name for p in grids.iterdir()) == ["overview.png", "sample_000.png", "sample_002.png"]
+    # The overview is paged (overview_001.png, ...: issue 12, item 14); three samples fit on its first page.
+    assert sorted(p.name for p in grids.iterdir()) == ["overview_001.png", "sample_000.png", "sample_002.png"]
     sheet = Image.open(grids / "sample_000.png")
     assert sheet.width == 6 + 5 * (96 + 6) and sheet.height > 96
-    assert Image.open(grids / "overview.png").width == 6 + 5 * (48 + 6)
+    assert Image.open(grids / "overview_001.png").width == 6 + 5 * (48 + 6)
 
 
 def test_grid_shows_failed_images_as_failed(made):

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from .engine import Engine, ImageRequest, available_device
-from .errors import DiskError, ModelLoadError, Music2ImageError
+from .errors import DiskError, ModelLoadError
 from .outputs.files import atomic_write_bytes
-from .outputs.image import encode_image, read_image_text
+from .image_text import parse_recipe, read_image_text
+from .outputs.image import encode_image
 from .plan import Job
 from .recipe import changed_checkpoints, image_metadata, settings_from_recipe
 
 
 def read_recipe(image_path: str | os.PathLike) -> dict:
-    """The full recipe embedded in an image we made (PNG text chunk, or EXIF for WebP/JPEG)."""
-    from PIL import UnidentifiedImageError
-
-    try:
-        text = read_image_text(Path(image_path))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise Music2ImageError(f"{image_path}: cannot read the image ({exc})") from exc
-    try:
-        recipe = json.loads(text["music2image"])
-        recipe["recipe"]["model"]
-    except (KeyError, ValueError, TypeError):
-        raise Music2ImageError(f"{image_path}: has no music2image recipe (was it made by music2image?)") from None
-    recipe["parameters"] = text.get("parameters")
-    return recipe
+    """The full recipe embedded in an image we made (PNG text chunk, or EXIF for WebP/JPEG), validated whole
+    before anything loads."""
+    return parse_recipe(read_image_text(image_path), image_path)
 
 
 def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | None = None,

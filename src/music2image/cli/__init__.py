@@ -27,6 +27,9 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (and exit 2), not a usage dump."""
 
@@ -64,12 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("output_dir")
     grid.add_argument("--thumb-size", type=_positive_int, default=256, help="tile size in pixels (default: %(default)s)")
     grid.add_argument("--overview-thumb-size", type=_positive_int, default=128,
-                      help="tile size in the overview (default: %(default)s)")
+                      help="tile size in the overview pages (default: %(default)s)")
+    grid.add_argument("--samples-per-page", type=_positive_int, default=25,
+                      help="samples per overview page, overview_001.png, ... (default: %(default)s)")
     grid.set_defaults(func=commands.cmd_grid)
 
     gallery = subcommands.add_parser("gallery", help="a static index.html in the output folder (works offline)")
     gallery.add_argument("output_dir")
     gallery.add_argument("--thumb-size", type=_positive_int, default=256, help="thumbnail size (default: %(default)s)")
+    gallery.add_argument("--samples-per-page", type=_positive_int, default=50,
+                         help="samples per page; index.html is the first (default: %(default)s)")
     gallery.set_defaults(func=commands.cmd_gallery)
 
     summary = subcommands.add_parser("summary", help="success rate, by mode, by sample and failures, as a table")
@@ -131,7 +138,17 @@ def main(argv: list[str] | None = None, *, files: Files = DEFAULT_FILES) -> int:
     # Under `accelerate launch` only the main process (RANK 0) talks; the others report warnings and errors.
     _configure_logging(getattr(args, "quiet", False) or os.environ.get("RANK", "0") != "0")
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # here, so that a reader gone away (`| head`) is seen below, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # The reader closed the pipe (`music2image show IMAGE | head`): what it wanted, it has. Point stdout at
+        # /dev/null so the interpreter's last flush has nowhere to fail; exit as a process killed by SIGPIPE does.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor (a test's capture)
+            pass
+        return EXIT_BROKEN_PIPE
     except Music2ImageError as exc:
         if args.traceback:
             raise

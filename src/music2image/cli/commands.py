@@ -81,14 +81,16 @@ def cmd_run(args) -> int:
 def cmd_show(args) -> int:
     import json
 
+    from ..image_text import terminal_safe
     from ..regenerate import read_recipe
 
     document = read_recipe(args.image)
     parameters = document.pop("parameters", None)
+    # The text is the file's: control characters (terminal escape sequences) are shown escaped, never sent.
     if not args.json and parameters:
-        print(parameters)
+        print(terminal_safe(parameters))
         print()
-    print(json.dumps(document, indent=2, ensure_ascii=False))
+    print(terminal_safe(json.dumps(document, indent=2, ensure_ascii=False)))
     return ExitStatus.OK
 
 
@@ -102,15 +104,17 @@ def cmd_regenerate(args) -> int:
 def cmd_grid(args) -> int:
     from ..report import make_grids
 
-    written = make_grids(args.output_dir, args.thumb_size, args.overview_thumb_size)
-    print(f"{len(written)} contact sheets in {written[-1].parent if written else args.output_dir}")
+    written = make_grids(args.output_dir, args.thumb_size, args.overview_thumb_size, args.samples_per_page)
+    pages = sum(path.name.startswith("overview_") for path in written)
+    print(f"{len(written) - pages} contact sheets and {pages} overview pages in "
+          f"{written[-1].parent if written else args.output_dir}")
     return ExitStatus.OK
 
 
 def cmd_gallery(args) -> int:
     from ..report import make_gallery
 
-    print(f"gallery: {make_gallery(args.output_dir, args.thumb_size)}")
+    print(f"gallery: {make_gallery(args.output_dir, args.thumb_size, args.samples_per_page)}")
     return ExitStatus.OK
 
 
@@ -118,11 +122,13 @@ def cmd_summary(args) -> int:
     import json
     from pathlib import Path
 
+    from ..image_text import terminal_safe
     from ..outputs import SUMMARY_NAME
     from ..report import read_json_file, summary_text
 
     if args.json:
-        print(json.dumps(read_json_file(Path(args.output_dir) / SUMMARY_NAME), indent=2, ensure_ascii=False))
+        document = read_json_file(Path(args.output_dir) / SUMMARY_NAME)
+        print(terminal_safe(json.dumps(document, indent=2, ensure_ascii=False)))
     else:
         print(summary_text(Path(args.output_dir)))
     return ExitStatus.OK

@@ -12,7 +12,8 @@ from .files import (
     now_iso,
     remove_stale_temporaries,
 )
-from .image import a1111_parameters, a1111_quote, encode_image, read_image_text
+from ..image_text import read_image_text  # read back without decoding pixels
+from .image import a1111_parameters, a1111_quote, encode_image
 
 __all__ = [
     "DEFAULT_FILES", "Files", "LOCK_NAME", "LOG_NAME", "OutputLock", "SUMMARY_NAME", "TEXT_LOG_NAME",

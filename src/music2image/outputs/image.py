@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -49,23 +48,3 @@ def encode_image(pixels: np.ndarray, image_format: str, text: dict[str, str]) ->
         options = {"quality": 95} if image_format == "jpeg" else {"quality": 95, "method": 4}
         image.save(buffer, format="JPEG" if image_format == "jpeg" else "WEBP", exif=exif, **options)
     return buffer.getvalue()
-
-
-def read_image_text(path: Path) -> dict[str, str]:
-    """The text metadata we wrote into an image: {"parameters": ..., "music2image": ...} (any of our formats)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image.load()
-        if image.format == "PNG":
-            return {key: str(value) for key, value in image.text.items()}
-        exif = image.getexif()
-        text = {}
-        if exif.get(0x010E):
-            text["music2image"] = exif[0x010E]
-        comment = exif.get_ifd(0x8769).get(0x9286)
-        if isinstance(comment, bytes) and comment.startswith(b"UNICODE\0"):
-            text["parameters"] = comment[8:].decode("utf-16-be")
-        return text
-
-

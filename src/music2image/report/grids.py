@@ -1,0 +1,125 @@
+"""`music2image grid`: contact sheets in OUTPUT/grids/ — one per sample, and overview pages of a fixed number of
+samples each (overview_001.png, overview_002.png, …), so that no image grows with the run.
+
+A single overview of every sample grew 173 px a sample: 676x173,000 px for 1,000 samples, which Pillow refuses to
+open as a decompression bomb past ~1,550 samples. Tiles wrap after SHEET_COLUMNS, and a sheet shows at most
+MAX_TILES_PER_SHEET images (its title says how many more), so a sheet is bounded too.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+
+from ..errors import DiskError
+from ..safe_paths import open_folder, refuse_links, remove_inside, write_bytes_inside
+from .entries import Entry, by_sample, read_log
+from .images import UnreadableImage, open_contained, warn_unreadable
+
+GRIDS_DIR = "grids"
+OVERVIEW_SAMPLES_PER_PAGE = 25
+SHEET_COLUMNS = 10
+MAX_TILES_PER_SHEET = 50
+_OVERVIEW_PAGE = re.compile(r"overview_(\d{3,})\.png")
+_PAD = 6
+
+
+def make_grids(output_dir: str | os.PathLike, thumb_size: int = 256, overview_thumb_size: int = 128,
+               samples_per_page: int = OVERVIEW_SAMPLES_PER_PAGE) -> list[Path]:
+    """One contact sheet per sample (its images in prompt order, labelled with mode, temperature and prompt id) in
+    OUTPUT/grids/, then overview pages of SAMPLES_PER_PAGE samples each, one row per sample. Returns the files
+    written: the samples' sheets, then the overview pages. An image that cannot be read is drawn as unreadable."""
+    from PIL import Image
+
+    output_dir = Path(output_dir)
+    run_log = read_log(output_dir)
+    refuse_links(output_dir, GRIDS_DIR)  # before any work: nothing is written through a planted link
+    samples = list(by_sample(run_log.entries).items())
+    unreadable: list[tuple[str, str]] = []
+    sheets, pages = [], []
+    for first in range(0, len(samples), samples_per_page):
+        rows = []
+        for idx, entries in samples[first:first + samples_per_page]:
+            tiles = [_tile(output_dir, entry, max(thumb_size, overview_thumb_size), unreadable)
+                     for entry in entries[:MAX_TILES_PER_SHEET]]
+            title = f"sample {idx}"
+            if len(entries) > MAX_TILES_PER_SHEET:
+                title += f" (first {MAX_TILES_PER_SHEET} of {len(entries)} images)"
+            sheets.append(_save_png(output_dir, f"sample_{idx:03d}.png", _sheet(entries, tiles, thumb_size, title)))
+            rows.append(_sheet(entries, tiles, overview_thumb_size, title))
+        overview = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+        y = 0
+        for row in rows:
+            overview.paste(row, (0, y))
+            y += row.height
+        pages.append(_save_png(output_dir, f"overview_{len(pages) + 1:03d}.png", overview))
+    _remove_stale_overviews(output_dir, len(pages))
+    warn_unreadable("grid", unreadable)
+    return sheets + pages
+
+
+def _tile(output_dir: Path, entry: Entry, size: int, unreadable: list):
+    """The entry's image scaled to fit SIZE, or the reason there is none (failed, missing, unreadable)."""
+    if not entry.ok:
+        return "failed" if entry.status == "failed" else "missing"
+    try:
+        return open_contained(output_dir, entry.image_path, size)
+    except UnreadableImage as exc:
+        unreadable.append((entry.image_path, str(exc)))
+        return "unreadable"
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _sheet(entries: list[Entry], tiles: list, thumb: int, title: str):
+    from PIL import Image, ImageDraw, ImageOps
+
+    label_font = max(9, thumb // 16)  # "#4 divergent T=0.8" fits under its tile
+    label_height = label_font + 8
+    title_height = max(14, thumb // 9) + 8
+    columns = min(len(tiles), SHEET_COLUMNS)
+    lines = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (_PAD + columns * (thumb + _PAD), title_height + lines * (thumb + label_height) + _PAD),
+                      "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((_PAD, 4), title, fill="black", font=_font(title_height - 8))
+    for number, (entry, tile) in enumerate(zip(entries, tiles)):
+        x = _PAD + (number % columns) * (thumb + _PAD)
+        y = title_height + (number // columns) * (thumb + label_height)
+        if isinstance(tile, str):
+            draw.rectangle((x, y, x + thumb - 1, y + thumb - 1), fill=(60, 20, 20))
+            draw.text((x + 8, y + 8), tile, fill=(255, 180, 180), font=_font(max(10, thumb // 12)))
+        else:
+            small = ImageOps.contain(tile, (thumb, thumb))
+            sheet.paste(small, (x + (thumb - small.width) // 2, y + (thumb - small.height) // 2))
+        colour = {"convergent": (20, 90, 170), "divergent": (170, 60, 20)}.get(entry.mode, (60, 60, 60))
+        draw.text((x, y + thumb + 2), entry.label[:40], fill=colour, font=_font(label_font))
+    return sheet
+
+
+def _save_png(output_dir: Path, name: str, image) -> Path:
+    buffer = io.BytesIO()
+    # Pillow's default zlib level: optimize=True took 1.6x as long for 0.07 % smaller sheets (measured on sheets of
+    # noise images, as benchmarks/report_scale.py makes; docs/PERFORMANCE.md).
+    image.save(buffer, format="PNG")
+    try:
+        return write_bytes_inside(output_dir, f"{GRIDS_DIR}/{name}", buffer.getvalue())
+    except OSError as exc:
+        raise DiskError(f"{output_dir / GRIDS_DIR / name}: cannot write it ({exc.strerror or exc})") from exc
+
+
+def _remove_stale_overviews(output_dir: Path, pages: int) -> None:
+    """Overview pages of an earlier, longer run (and the single overview.png of earlier versions) would be shown as
+    if current: remove them."""
+    with open_folder(output_dir, GRIDS_DIR) as folder:
+        names = os.listdir(folder)
+    for name in names:
+        match = _OVERVIEW_PAGE.fullmatch(name)
+        if name == "overview.png" or (match and int(match.group(1)) > pages):
+            remove_inside(output_dir, f"{GRIDS_DIR}/{name}")
