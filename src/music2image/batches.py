@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .context import RunContext
 from .engine import ImageOutcome, ImageRequest, StopRequested
 from .errors import DiskError
 from .journal import JOURNAL_GLOB, ImageRecord, Journal, shard_name
@@ -40,7 +41,7 @@ class Share:
 class _Saving:
     """What the writer needs besides each image: fixed for the run."""
 
-    context: object  # run.RunContext
+    context: RunContext
     recipe: dict
     device: str
     revisions: dict
@@ -50,7 +51,7 @@ class _Saving:
     run_number: int
 
 
-def generate_share(context, engine, recipe: dict, device: str, jobs: list[Job], todo: list[Job], launch,
+def generate_share(context: RunContext, engine, recipe: dict, device: str, jobs: list[Job], todo: list[Job], launch,
                    run_number: int) -> Share:
     if not todo:
         return Share()

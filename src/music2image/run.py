@@ -11,12 +11,12 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from logging.handlers import MemoryHandler
 from pathlib import Path
 
 from .version import __version__
 from .batches import Share, generate_share
+from .context import RunContext
 from .distributed import Launch
 from .engine import Engine, available_device, resolved_dtype_name
 from .errors import DiskError, OutputDirError
@@ -30,27 +30,6 @@ from .results import RunResult
 from .settings import GenerationSettings
 
 log = logging.getLogger("music2image")
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Everything one run was asked to do; fixed for the whole run."""
-
-    prompts_file: str | os.PathLike | dict
-    output_dir: Path
-    settings: GenerationSettings
-    limit: int | None = None
-    samples: int | None = None
-    sample_range: tuple[int, int] | None = None
-    save_images: bool = True
-    overwrite: bool = False
-    progress: bool | None = None  # None: a progress bar when stderr is a terminal
-    stop: threading.Event = field(default_factory=threading.Event)  # set it to stop after the batch in flight
-    files: Files = DEFAULT_FILES  # the write path (tests pass one that crashes inside it)
-
-    @property
-    def prompts_name(self) -> str:
-        return "<dict>" if isinstance(self.prompts_file, dict) else str(self.prompts_file)
 
 
 def generate(context: RunContext) -> RunResult:
