@@ -211,8 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prompt_flags(run)
     run.set_defaults(func=_cmd_run)
 
-    tiny = commands.add_parser("make-tiny-model", help="write the tiny random SDXL (base + refiner) used for offline tests")
-    tiny.add_argument("directory", help="folder to write base/ and refiner/ into")
+    evaluate = commands.add_parser(
+        "evaluate", help="measure an output folder: diversity, CLIP scores, colour vs music (OUTPUT_DIR/evaluation)",
+        description="Measure the images of an output folder (CLIP embeddings, CIELAB colour) and answer: are divergent "
+                    "images more diverse than convergent ones, do images follow their prompts, does colour follow "
+                    "the music? Writes OUTPUT_DIR/evaluation/{images.csv, samples.csv, evaluation.json, report.html}.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_argument("output_dir")
+    evaluate.add_argument("--clip-model", default="openai/clip-vit-large-patch14",
+                          help="CLIP hub id, local folder, or `tiny` (offline, random) (default: %(default)s)")
+    evaluate.add_argument("--prompts-file", help="where the musical features are (default: the log's prompts_file)")
+    evaluate.add_argument("--batch-size", type=_positive_int, help="images per CLIP call (default: 64 on a GPU, 8 on a CPU)")
+    evaluate.add_argument("--bootstrap", type=_int, default=2000, help="resamples per confidence interval (default: %(default)s)")
+    evaluate.add_argument("--seed", type=_int, default=0, help="seed of the bootstrap (default: %(default)s)")
+    evaluate.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N (default: %(default)s)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar; only warnings and errors")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    tiny = commands.add_parser("make-tiny-model", help="write the tiny random SDXL (base + refiner) and CLIP used for offline tests")
+    tiny.add_argument("directory", help="folder to write base/, refiner/ and clip/ into")
     tiny.set_defaults(func=_cmd_make_tiny_model)
     return parser
 
@@ -370,13 +387,27 @@ def _cmd_summary(args) -> int:
     return ExitStatus.OK
 
 
+def _cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.output_dir, args.clip_model, prompts_file=args.prompts_file, batch_size=args.batch_size,
+                      bootstrap=args.bootstrap, seed=args.seed, device=args.device,
+                      progress=False if args.quiet else None)
+    print(f"evaluated {len(result.images)} images ({result.embedded_now} embedded now, "
+          f"{result.embeddings_from_cache} from the cache) -> {result.evaluation_dir}")
+    if result.headline:
+        print(result.headline)
+    return ExitStatus.OK
+
+
 def _cmd_make_tiny_model(args) -> int:
     from .tiny import make_tiny_model
 
     path = make_tiny_model(args.directory)
     print(f"tiny SDXL written: --model {path / 'base'} --refiner-model {path / 'refiner'}\n"
           f"as single files: --model {path / 'base.safetensors'} --model-config {path / 'base'} "
-          f"--refiner-model {path / 'refiner.safetensors'} --refiner-model-config {path / 'refiner'}")
+          f"--refiner-model {path / 'refiner.safetensors'} --refiner-model-config {path / 'refiner'}\n"
+          f"tiny CLIP written: --clip-model {path / 'clip'}")
     return ExitStatus.OK
 
 
