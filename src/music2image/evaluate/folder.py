@@ -130,7 +130,8 @@ def _sample_features(sample: dict) -> dict[str, object]:
 
 def resolve_prompts_file(metadata: dict, output_dir: Path, given: str | os.PathLike | None) -> Path | None:
     """The prompts file: as given, else the log's `prompts_file`, relative to the working directory (where
-    `generate` usually ran) and then to the output folder."""
+    `generate` usually ran), then to the output folder, then to the folder that holds it (`generate` ran beside
+    its output folder: images/ next to generated_prompts/). The one used is recorded in evaluation.json."""
     if given is not None:
         path = Path(os.path.expanduser(given))
         if not path.is_file():
@@ -139,14 +140,15 @@ def resolve_prompts_file(metadata: dict, output_dir: Path, given: str | os.PathL
     recorded = metadata.get("prompts_file")
     if not isinstance(recorded, str) or not recorded:
         return None
-    candidates = [Path(recorded)] if os.path.isabs(recorded) else [Path.cwd() / recorded, output_dir / recorded]
+    candidates = ([Path(recorded)] if os.path.isabs(recorded) else
+                  [Path.cwd() / recorded, output_dir / recorded, output_dir.resolve().parent / recorded])
     return next((path for path in candidates if path.is_file()), None)
 
 
 def read_music(path: Path | None, warnings: list[str]) -> dict[int, dict[str, object]]:
     if path is None:
-        warnings.append("no prompts file found (the log's prompts_file, relative to here or to the output folder; "
-                        "or give --prompts-file): no musical features, so no music-vs-image answers")
+        warnings.append("no prompts file found (the log's prompts_file, relative to here, to the output folder or "
+                        "to its parent; or give --prompts-file): no musical features, so no music-vs-image answers")
         return {}
     try:
         document = json.loads(read_text_file(path))

@@ -54,6 +54,7 @@ class EvaluationResult:
     embeddings_from_cache: int  # images whose embedding came from the cache
     warnings: list[str] = field(default_factory=list)
     document: dict = field(default_factory=dict)  # evaluation.json
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each step: load, images, texts, ...
 
     @property
     def files(self) -> dict[str, Path]:
@@ -102,16 +103,19 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
     device = _device(device)
 
     # 2. Load CLIP (a bad model is still an error with nothing written) and the embeddings of earlier runs.
+    clock = _Clock()
     embedder = ClipEmbedder(source, device)
     batch_size = batch_size or (64 if device.startswith("cuda") else 8)
     evaluation_dir = output_dir / documents.EVALUATION_DIR
     cache = EmbeddingCache.load(evaluation_dir, embedder.model_key, embedder.dimension)
     warnings = list(folder.warnings)
+    clock.lap("load")
     log.info("evaluate: %d images in %s, CLIP %s on %s", len(folder.entries), output_dir, clip_model, device)
 
     # 3. Per image: file hash, colour, CLIP image embedding (cached by hash, else computed in batches).
     measured, embedded_now = _measure_images(output_dir, folder.entries, embedder, cache, batch_size, warnings,
                                              progress)
+    clock.lap("images")
 
     # 4. Prompts: CLIP text embeddings (cached by the text's hash), then each image's CLIP score.
     texts = sorted({entry.visual_prompt for entry, _, _, _ in measured})
@@ -120,6 +124,7 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
                             clip_score(embedding, text_embeddings[entry.visual_prompt]),
                             colour.lightness, colour.chroma, colour.hue, colour.warmth, colour.colourfulness, embedding)
               for entry, digest, colour, embedding in measured]
+    clock.lap("texts")
 
     # 5. Per (sample, mode): diversity of images and prompts; then the answers.
     samples = sample_mode_measures(images, text_embeddings, seed)
@@ -129,6 +134,7 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
     result = EvaluationResult(output_dir, evaluation_dir, clip_model, embedder.model_key, images, samples, comparisons,
                               correlations, major_minor, music, embedded_now, len(images) - embedded_now, warnings)
     result.document = _document(result, folder, bootstrap, seed, device)
+    clock.lap("analysis")
 
     # 6. Write: the cache first (the expensive part), then the tables, the answers and the report, each atomically.
     evaluation_dir.mkdir(exist_ok=True)
@@ -139,11 +145,27 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
     from .report import report_html
 
     atomic_write_bytes(evaluation_dir / documents.REPORT_HTML, report_html(result).encode("utf-8"))
+    clock.lap("write")
+    result.seconds = clock.seconds
+    log.info("evaluate: %d images (%d embedded now) in %.1f s after loading CLIP: %s", len(images), embedded_now,
+             sum(clock.seconds.values()) - clock.seconds["load"],
+             ", ".join(f"{name} {value:.1f} s" for name, value in clock.seconds.items()))
     for warning in warnings[:20]:
         log.warning("warning: %s", warning)
     if len(warnings) > 20:
         log.warning("... and %d more warnings (all in evaluation.json)", len(warnings) - 20)
     return result
+
+
+class _Clock:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = now - self._last
+        self._last = now
 
 
 def _read_image(output_dir: Path, entry: ImageEntry):
