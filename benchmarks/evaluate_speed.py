@@ -40,8 +40,10 @@ def full_random_clip() -> Path:
     """CLIP ViT-L/14's architecture with random weights, saved once (atomically) into the cache."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
+    from music2image.evaluate.embeddings import _quiet_transformers
     from music2image.tiny import build_tokenizer, cache_dir
 
+    _quiet_transformers()
     target = cache_dir() / "clip-vit-l14-random"
     if (target / "config.json").is_file():
         return target

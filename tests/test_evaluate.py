@@ -2,6 +2,7 @@
 called directly, the files are written (and only the new images embedded on a re-run), bad input is refused."""
 
 import csv
+import io
 import json
 import re
 import shlex
@@ -16,6 +17,10 @@ from music2image.evaluate.colour import colour_measures, warmth_index
 from music2image.evaluate.diversity import mean_pairwise_distance, vendi_score
 
 BOOTSTRAP = 500
+
+
+def _rows(path) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
 # Known answers of the measures ---------------------------------------------------------------------------------
@@ -53,14 +58,15 @@ def test_colourfulness_grows_with_spread():
     rng = np.random.default_rng(0)
     muted = np.clip(128 + rng.normal(0, 4, (32, 32, 3)), 0, 255).astype(np.uint8)
     vivid = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    assert colour_measures(muted).colourfulness < 15 < 90 < colour_measures(vivid).colourfulness
+    assert colour_measures(muted).colourfulness < 15  # "slightly colourful" in Hasler & Süsstrunk's scale
+    assert colour_measures(vivid).colourfulness > 90
 
 
 # A folder with planted effects -----------------------------------------------------------------------------------
 def _pattern(level: float, variant: int, size: int = 64) -> np.ndarray:
     """An image of mean grey `level`; variant 0 is flat, others a coloured pattern around the same level."""
     if variant == 0:
-        return np.full((size, size, 3), int(round(level)), np.uint8)
+        return np.full((size, size, 3), round(level), np.uint8)
     rng = np.random.default_rng(variant)
     blocks = rng.uniform(-60, 60, (8, 8, 3))
     pixels = level + np.kron(blocks - blocks.mean(), np.ones((size // 8, size // 8, 1)))
@@ -123,7 +129,7 @@ def test_divergent_images_are_more_diverse_when_planted(planted):
     document = read_json(folder / "evaluation" / "evaluation.json")
     assert document["headline"].startswith("Divergent prompts gave more diverse images than convergent ones")
     assert "C(3,2) = 3" in document["method"]["equal_size_subsets"]
-    rows = list(csv.DictReader(open(folder / "evaluation" / "samples.csv")))
+    rows = _rows(folder / "evaluation" / "samples.csv")
     assert len(rows) == 40 and {row["matched_prompts"] for row in rows} == {"2"}
     assert {row["prompts"] for row in rows if row["mode"] == "convergent"} == {"3"}
 
@@ -143,7 +149,7 @@ def test_statistics_agree_with_scipy_called_directly(planted):
 
     folder, _ = planted
     document = read_json(folder / "evaluation" / "evaluation.json")
-    rows = list(csv.DictReader(open(folder / "evaluation" / "samples.csv")))
+    rows = _rows(folder / "evaluation" / "samples.csv")
     value = {(int(r["sample_idx"]), r["mode"]): float(r["mean_chroma"]) for r in rows}
     differences = np.array([value[(i, "divergent")] - value[(i, "convergent")] for i in range(20)])
     expected = stats.wilcoxon(differences)
@@ -156,7 +162,7 @@ def test_statistics_agree_with_scipy_called_directly(planted):
     assert chroma["ci95"] == pytest.approx([interval.low, interval.high], rel=1e-12)
     assert chroma["cohens_dz"] == pytest.approx(differences.mean() / differences.std(ddof=1))
 
-    images = list(csv.DictReader(open(folder / "evaluation" / "images.csv")))
+    images = _rows(folder / "evaluation" / "images.csv")
     per_sample = {}
     for row in images:
         per_sample.setdefault(int(row["sample_idx"]), []).append(float(row["lightness"]))
@@ -182,7 +188,7 @@ def test_clip_scores_agree_with_clipmodel_called_directly(planted):
     model = CLIPModel.from_pretrained(tiny_model_path("clip")).eval()
     processor = CLIPProcessor.from_pretrained(tiny_model_path("clip"))
     log = {e["image_path"]: e["visual_prompt"] for e in read_json(folder / "image_generation_log.json")["generated_images"]}
-    rows = list(csv.DictReader(open(folder / "evaluation" / "images.csv")))
+    rows = _rows(folder / "evaluation" / "images.csv")
     scores = []
     for row in rows[::9]:
         inputs = processor(text=[log[row["image_path"]]], images=[Image.open(folder / row["image_path"]).convert("RGB")],
@@ -206,7 +212,7 @@ def test_several_images_per_prompt_split_diversity(tmp_path, _hermetic_cache):
     assert all(row.between_prompts > 0 and row.between_prompts_same_index > 0 for row in divergent)
     assert result.document["counts"]["images_per_prompt"] == [2]
     assert {"between_seeds", "between_prompts"} <= set(result.divergent_vs_convergent)
-    images = list(csv.DictReader(open(folder / "evaluation" / "images.csv")))
+    images = _rows(folder / "evaluation" / "images.csv")
     assert [row["image_index"] for row in images[:2]] == ["0", "1"]
 
 
@@ -271,6 +277,11 @@ def test_bad_input_is_one_message_exit_2_and_nothing_written(workdir, capsys, _h
     assert run_cli("evaluate", str(folder), "--clip-model", "tiny") == 2
     assert "no successful image to evaluate" in capsys.readouterr().err
     assert not (folder / "evaluation").exists()
+    (folder / "evaluation").symlink_to(workdir)  # writing through it would write outside the output folder
+    write_planted_folder(workdir, samples=3)
+    assert run_cli("evaluate", str(folder), "--clip-model", "tiny") == 2
+    assert "is not a plain folder" in capsys.readouterr().err
+    assert not list(workdir.glob("*.csv"))
 
 
 def test_hostile_entries_are_skipped_with_a_warning(workdir, capsys, _hermetic_cache):
@@ -324,9 +335,30 @@ def test_readme_evaluate_commands_end_to_end_and_only_new_images_are_embedded(wo
     assert run_cli(*shlex.split(generate.replace("--limit 10", "--limit 15"))[1:]) == 0
     assert run_cli(*shlex.split(evaluate)[1:]) == 0
     assert "evaluated 15 images (5 embedded now, 10 from the cache)" in capsys.readouterr().out
-    rows = list(csv.DictReader(open(folder / "evaluation" / "images.csv")))
+    rows = _rows(folder / "evaluation" / "images.csv")
     assert len(rows) == 15 and {"music_key", "music_tonality", "music_tempo", "music_mood"} <= set(rows[0])
     # A changed image is another image: embedded again.
     Image.new("RGB", (64, 64), "red").save(folder / rows[0]["image_path"])
     assert run_cli("evaluate", str(folder), "--clip-model", "tiny", "--quiet") == 0
     assert "(1 embedded now, 14 from the cache)" in capsys.readouterr().out
+    # `--model tiny` built the tiny models with make_tiny_model, CLIP included: a local CLIP folder is another
+    # model, with a cache of its own.
+    from music2image.tiny import TINY_MODEL_VERSION
+
+    clip_folder = _hermetic_cache / "music2image" / f"tiny-sdxl-v{TINY_MODEL_VERSION}" / "clip"
+    assert run_cli("evaluate", str(folder), "--clip-model", str(clip_folder), "--quiet") == 0
+    assert "(15 embedded now, 0 from the cache)" in capsys.readouterr().out
+    assert len(list((folder / "evaluation").glob("embeddings-*.npz"))) == 2
+
+
+@pytest.mark.slow
+def test_the_evaluate_benchmark_runs_on_the_tiny_clip(workdir):
+    from conftest import run_subprocess
+
+    out = run_subprocess([str(REPO / "benchmarks" / "evaluate_speed.py"), "--model", "tiny", "--images", "10"],
+                         cwd=workdir, timeout=600)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["model"] == "tiny" and record["images"] == 10 and record["device"] == "cpu"
+    assert record["evaluate_cold_img_s"] > 0 and record["clip_embedding_img_s"] > 0 and record["colour_img_s"] > 0
+    assert set(record["cold_steps_s"]) == {"load", "images", "texts", "analysis", "write"}

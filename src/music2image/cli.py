@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prompt_flags(run)
     run.set_defaults(func=_cmd_run)
 
+    from .evaluate import DEFAULT_CLIP_MODEL
+
     evaluate = commands.add_parser(
         "evaluate", help="measure an output folder: diversity, CLIP scores, colour vs music (OUTPUT_DIR/evaluation)",
         description="Measure the images of an output folder (CLIP embeddings, CIELAB colour) and answer: are divergent "
@@ -218,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the music? Writes OUTPUT_DIR/evaluation/{images.csv, samples.csv, evaluation.json, report.html}.",
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("output_dir")
-    evaluate.add_argument("--clip-model", default="openai/clip-vit-large-patch14",
+    evaluate.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL,
                           help="CLIP hub id, local folder, or `tiny` (offline, random) (default: %(default)s)")
     evaluate.add_argument("--prompts-file", help="where the musical features are (default: the log's prompts_file)")
     evaluate.add_argument("--batch-size", type=_positive_int, help="images per CLIP call (default: 64 on a GPU, 8 on a CPU)")

@@ -144,7 +144,7 @@ class EmbeddingCache:
         return folder / f"embeddings-{sha256_of(model_key.encode())[:16]}.npz"
 
     @classmethod
-    def load(cls, folder: Path, model_key: str, dimension: int) -> "EmbeddingCache":
+    def load(cls, folder: Path, model_key: str, dimension: int) -> EmbeddingCache:
         cache = cls(cls.file_for(folder, model_key), model_key, dimension)
         if not cache.path.is_file():
             return cache

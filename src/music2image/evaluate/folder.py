@@ -107,7 +107,7 @@ def read_log(output_dir: Path) -> tuple[dict, list]:
 
 
 def _feature_value(value):
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         return value[:200] if isinstance(value, str) else value
     if isinstance(value, (int, float)) and math.isfinite(value):
         return value

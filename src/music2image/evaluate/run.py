@@ -95,6 +95,9 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
     if problems:
         raise SettingsError(problems)
     folder = read_folder(output_dir, prompts_file)
+    evaluation_dir = output_dir / documents.EVALUATION_DIR
+    if evaluation_dir.is_symlink() or (evaluation_dir.exists() and not evaluation_dir.is_dir()):
+        raise Music2ImageError(f"{evaluation_dir}: exists but is not a plain folder (a link or a file); move it away")
     if not folder.entries:
         skipped = [w for w in folder.warnings if w.startswith(LOG_NAME)]
         raise Music2ImageError(f"{output_dir}: the log lists no successful image to evaluate"
@@ -106,7 +109,6 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
     clock = _Clock()
     embedder = ClipEmbedder(source, device)
     batch_size = batch_size or (64 if device.startswith("cuda") else 8)
-    evaluation_dir = output_dir / documents.EVALUATION_DIR
     cache = EmbeddingCache.load(evaluation_dir, embedder.model_key, embedder.dimension)
     warnings = list(folder.warnings)
     clock.lap("load")
