@@ -10,7 +10,8 @@ saved once into ~/.cache/music2image (1.7 GB); speed does not depend on weight v
 It writes a folder of IMAGES synthetic SIZE² PNGs (20 samples × 5 prompts, as `generate` lays them out, with a
 log and a prompts file), then runs `evaluate()` on it twice: cold (every embedding computed) and warm (every one
 from the cache). Printed: model load, the cold run's images/s (reading, hashing, colour, CLIP embeddings, statistics
-and report; model load excluded), the warm run's seconds, and the parts measured alone: CLIP image embedding and
+and report; model load excluded), the warm run's seconds, and the parts measured alone: CLIP image embedding (also
+in CPU seconds per image, and the load average: on a shared machine wall time depends on the other work) and
 CIELAB colour measures, in images/s. Ends with one JSON line.
 """
 
@@ -38,12 +39,13 @@ VIT_L_14 = {
 
 def full_random_clip() -> Path:
     """CLIP ViT-L/14's architecture with random weights, saved once (atomically) into the cache."""
+    from music2image.evaluate.embeddings import _quiet_transformers
+
+    _quiet_transformers()  # before naming CLIPImageProcessor: without torchvision, transformers warns about it
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from music2image.evaluate.embeddings import _quiet_transformers
     from music2image.tiny import build_tokenizer, cache_dir
 
-    _quiet_transformers()
     target = cache_dir() / "clip-vit-l14-random"
     if (target / "config.json").is_file():
         return target
@@ -131,12 +133,12 @@ def main() -> None:
         from PIL import Image
 
         pictures = [Image.open(folder / image.entry.image_path).convert("RGB") for image in cold.images]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for first in range(0, len(pictures), batch_size):
             embedder.image_embeddings(pictures[first:first + batch_size])
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        embed_s = time.perf_counter() - start
+        embed_s, embed_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
         start = time.perf_counter()
         for picture in pictures:
             colour_measures(np.asarray(picture))
@@ -148,6 +150,9 @@ def main() -> None:
         "evaluate_cold_img_s": round(args.images / cold_s, 3), "evaluate_warm_s": round(warm_s, 2),
         "cold_steps_s": {name: round(value, 2) for name, value in cold.seconds.items()},
         "clip_embedding_img_s": round(args.images / embed_s, 3), "colour_img_s": round(args.images / colour_s, 3),
+        # On a shared machine wall time depends on the others: the CPU seconds this process got, and the load.
+        "clip_embedding_cpu_s_per_img": round(embed_cpu_s / args.images, 3),
+        "load_average": [round(x, 1) for x in os.getloadavg()], "cpus": os.cpu_count(),
     }
     print(f"model {args.model} on {device} ({record['cpu']}, {record['threads']} threads), {args.images} images "
           f"of {args.size}x{args.size}, batch {batch_size}")
@@ -155,7 +160,9 @@ def main() -> None:
     print(f"  {record['evaluate_cold_img_s']:8.3f} img/s evaluate, cold cache (everything but the model load: "
           + ", ".join(f"{name} {value:.2f} s" for name, value in cold.seconds.items() if name != "load") + ")")
     print(f"  {warm_s:8.2f} s     evaluate again, every embedding from the cache")
-    print(f"  {record['clip_embedding_img_s']:8.3f} img/s CLIP image embedding alone")
+    print(f"  {record['clip_embedding_img_s']:8.3f} img/s CLIP image embedding alone "
+          f"({record['clip_embedding_cpu_s_per_img']:.2f} CPU s per image; load average "
+          f"{record['load_average'][0]} on {record['cpus']} CPUs)")
     print(f"  {record['colour_img_s']:8.3f} img/s CIELAB colour measures alone")
     print(json.dumps(record))
     sys.stdout.flush()

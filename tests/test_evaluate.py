@@ -362,3 +362,4 @@ def test_the_evaluate_benchmark_runs_on_the_tiny_clip(workdir):
     assert record["model"] == "tiny" and record["images"] == 10 and record["device"] == "cpu"
     assert record["evaluate_cold_img_s"] > 0 and record["clip_embedding_img_s"] > 0 and record["colour_img_s"] > 0
     assert set(record["cold_steps_s"]) == {"load", "images", "texts", "analysis", "write"}
+    assert record["clip_embedding_cpu_s_per_img"] > 0 and len(record["load_average"]) == 3
