@@ -112,7 +112,7 @@ def planted(tmp_path_factory, _hermetic_cache):
     from music2image import evaluate
 
     root = tmp_path_factory.mktemp("planted")
-    folder = write_planted_folder(root, hostile_mood='<script>alert("x")</script> & <b>bold</b>')
+    folder = write_planted_folder(root, hostile_mood='=1+2 <script>alert("x")</script> & <b>bold</b>')
     # The prompts file is found relative to the output folder, as a folder moved with its prompts would be.
     result = evaluate(folder, "tiny", bootstrap=BOOTSTRAP, seed=3, progress=False)
     return folder, result
@@ -221,6 +221,8 @@ def test_report_shows_the_answers_and_escapes_text(planted):
     page = (folder / "evaluation" / "report.html").read_text()
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert "http://" not in page and "https://" not in page  # everything inline: works offline
+    # In the CSV, text from the prompts file that a spreadsheet would run as a formula is quoted.
+    assert _rows(folder / "evaluation" / "images.csv")[0]["music_mood"].startswith("'=1+2 <script>")
     assert len(re.findall(r'<img class="plot" alt="[^"]+" src="data:image/png;base64,', page)) == 3
     assert page.count('<tr class="comparison') == len(read_json(folder / "evaluation" / "evaluation.json")
                                                       ["divergent_vs_convergent"])
