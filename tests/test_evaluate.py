@@ -212,8 +212,12 @@ def test_several_images_per_prompt_split_diversity(tmp_path, _hermetic_cache):
     assert all(row.between_prompts > 0 and row.between_prompts_same_index > 0 for row in divergent)
     assert result.document["counts"]["images_per_prompt"] == [2]
     assert {"between_seeds", "between_prompts"} <= set(result.divergent_vs_convergent)
+    split = result.prompts_vs_seeds["divergent"]  # the images of one prompt are identical: all prompt, no seed
+    assert split.n == 4 and split.mean_second == pytest.approx(0.0, abs=1e-6) and split.mean_difference > 0
+    assert set(result.document["between_prompts_minus_between_seeds"]) == {"convergent", "divergent"}
     images = _rows(folder / "evaluation" / "images.csv")
     assert [row["image_index"] for row in images[:2]] == ["0", "1"]
+    assert 'id="prompts-vs-seeds-table"' in (folder / "evaluation" / "report.html").read_text()
 
 
 def test_report_shows_the_answers_and_escapes_text(planted):

@@ -136,6 +136,18 @@ def compare_modes(rows: list[SampleModeMeasures], n_resamples: int, seed: int) -
     return tests
 
 
+def prompts_vs_seeds(rows: list[SampleModeMeasures], n_resamples: int, seed: int) -> dict[str, PairedTest]:
+    """Per mode, with several images per prompt: between_prompts − between_seeds over the samples. Positive means
+    the prompts of a set differ more than one prompt's images under other seeds: the prompts, not seed noise."""
+    tests = {}
+    for mode in sorted({row.mode for row in rows}):
+        pairs = [(row.between_prompts, row.between_seeds) for row in rows
+                 if row.mode == mode and row.between_prompts is not None and row.between_seeds is not None]
+        if pairs:
+            tests[mode] = paired_test([p[0] for p in pairs], [p[1] for p in pairs], n_resamples, seed)
+    return tests
+
+
 @dataclass
 class MusicSample:
     """One sample's images, averaged, beside its music (the unit of the music-vs-image tests)."""

@@ -125,6 +125,10 @@ METHOD = {
     "colour": "CIELAB (scikit-image, sRGB, D65): lightness = mean L*, chroma = mean C*ab, hue = angle of the mean "
               "(a*, b*) in degrees, warmth = mean Ou et al. (2004) warm–cool index −0.5 + 0.02·C*^1.07·cos(h − 50°), "
               "colourfulness = Hasler & Süsstrunk (2003) on 0–255 sRGB",
+    "between_prompts_minus_between_seeds": "with several images per prompt, per mode: between_prompts − "
+                                           "between_seeds over the samples (mean_first = between prompts, "
+                                           "mean_second = between seeds); positive: the prompts differ more than "
+                                           "seed noise",
     "compared": COMPARED,
 }
 

@@ -21,6 +21,7 @@ from .analysis import (
     MusicSample,
     SampleModeMeasures,
     compare_modes,
+    prompts_vs_seeds,
     music_samples,
     music_vs_image,
     sample_mode_measures,
@@ -47,6 +48,7 @@ class EvaluationResult:
     images: list[ImageMeasures]
     samples: list[SampleModeMeasures]
     divergent_vs_convergent: dict[str, PairedTest]
+    prompts_vs_seeds: dict[str, PairedTest]  # mode → between_prompts − between_seeds (several images per prompt)
     correlations: dict[str, dict[str, Correlation]]  # colour measure → music feature → Spearman
     major_minor: dict[str, GroupDifference]
     music: list[MusicSample]
@@ -131,10 +133,11 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
     # 5. Per (sample, mode): diversity of images and prompts; then the answers.
     samples = sample_mode_measures(images, text_embeddings, seed)
     comparisons = compare_modes(samples, bootstrap, seed)
+    split = prompts_vs_seeds(samples, bootstrap, seed)
     music = music_samples(images)
     correlations, major_minor = music_vs_image(music, bootstrap, seed)
     result = EvaluationResult(output_dir, evaluation_dir, clip_model, embedder.model_key, images, samples, comparisons,
-                              correlations, major_minor, music, embedded_now, len(images) - embedded_now, warnings)
+                              split, correlations, major_minor, music, embedded_now, len(images) - embedded_now, warnings)
     result.document = _document(result, folder, bootstrap, seed, device)
     clock.lap("analysis")
 
@@ -242,6 +245,7 @@ def _document(result: EvaluationResult, folder, bootstrap: int, seed: int, devic
         "headline": documents.headline_sentence(comparisons),
         "answers": [documents.comparison_sentence(name, test) for name, test in comparisons.items()],
         "divergent_vs_convergent": comparisons,
+        "between_prompts_minus_between_seeds": {mode: test.as_dict() for mode, test in result.prompts_vs_seeds.items()},
         "music_vs_image": {
             "spearman": {measure: {feature: c.as_dict() for feature, c in by_feature.items()}
                          for measure, by_feature in result.correlations.items()},
