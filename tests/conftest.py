@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,26 @@ def stable(document, volatile=VOLATILE):
     if isinstance(document, list):
         return [stable(v, volatile) for v in document]
     return document
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (.ci/run installs it), for the tests that look at our pages in a real browser."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def dump_dom(chromium, url, tmp_path) -> str:
+    """The DOM of `url` after its scripts ran, as headless Chromium sees it."""
+    out = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                          "--virtual-time-budget=3000", "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout

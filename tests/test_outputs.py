@@ -1,13 +1,22 @@
 """Outputs people can use: recipes inside images, show/regenerate, grids, gallery, summary, formats."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
 
 import pytest
-from conftest import SMALL, model_flags, prompts_doc, read_json, run_cli, run_subprocess
+from conftest import (
+    CHROMIUM_FLAGS,
+    SMALL,
+    chromium_path,
+    dump_dom,
+    model_flags,
+    prompts_doc,
+    read_json,
+    run_cli,
+    run_subprocess,
+)
 from PIL import Image
 
 from music2image.outputs import a1111_parameters, a1111_quote, read_image_text
@@ -165,36 +174,15 @@ def test_gallery_escapes_prompts_and_caches_thumbnails(made):
     assert [t.stat().st_mtime_ns for t in thumbs] == stamps  # made once, reused
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars"]
-
-
-def _chromium():
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs it")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
-
-
-def _dom(chromium, url, tmp_path):
-    out = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                          "--virtual-time-budget=3000", "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
 def test_gallery_in_a_real_browser(made, tmp_path):
-    chromium = _chromium()
+    chromium = chromium_path()
     log = read_json(made / "image_generation_log.json")
     log["generated_images"][1].update(status="failed", image_path=None, error="CUDA out of memory")
     (made / "image_generation_log.json").write_text(json.dumps(log))
     assert run_cli("gallery", str(made)) == 0
     url = (made / "index.html").as_uri()
 
-    dom = _dom(chromium, url, tmp_path)
+    dom = dump_dom(chromium, url, tmp_path)
     assert len(re.findall(r'<section class="sample" id="sample-\d+"', dom)) == 2
     assert len(re.findall(r'<img loading="lazy" src="thumbs/256/', dom)) == 9
     assert dom.count('class="card failed"') == 1 and "CUDA out of memory" in dom
@@ -202,7 +190,7 @@ def test_gallery_in_a_real_browser(made, tmp_path):
     assert "<b>bold</b>" not in dom and "&lt;b&gt;bold&lt;/b&gt;" in dom  # still text after the scripts ran
     assert 'data-mode="all"' in dom  # the script ran: body carries the active filter
 
-    filtered = _dom(chromium, url + "#mode=divergent", tmp_path)
+    filtered = dump_dom(chromium, url + "#mode=divergent", tmp_path)
     assert 'data-mode="divergent"' in filtered
     hidden_cards = re.findall(r'<figure class="card [a-z]+" data-mode="(\w+)" data-status="\w+" hidden', filtered)
     assert sorted(hidden_cards) == ["convergent"] * 6

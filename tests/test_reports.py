@@ -13,10 +13,9 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import REPO, read_json, run_cli, run_subprocess
+from conftest import CHROMIUM_FLAGS, chromium_path, REPO, read_json, run_cli, run_subprocess
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from test_outputs import CHROMIUM_FLAGS, _chromium
 
 from music2image.outputs import encode_image
 from music2image.safe_paths import UnsafePathError, write_bytes_inside
@@ -324,7 +323,7 @@ def _browser(chromium, url, profile):
 @pytest.mark.browser
 @pytest.mark.parametrize("field", ["sample_idx", "prompt_id", "seed", "mode", "visual_prompt"])
 def test_a_hostile_log_runs_nothing_in_the_gallery(folder, tmp_path, capsys, field):
-    chromium = _chromium()
+    chromium = chromium_path()
 
     def spoil(log):
         hostile = log["generated_images"][0]
@@ -349,7 +348,7 @@ def test_a_hostile_log_runs_nothing_in_the_gallery(folder, tmp_path, capsys, fie
 @pytest.mark.browser
 def test_the_gallery_policy_runs_no_inline_script_but_its_own(folder, tmp_path):
     """Should an escape ever be missed, the Content-Security-Policy still stops inline script that is not ours."""
-    chromium = _chromium()
+    chromium = chromium_path()
     assert run_cli("gallery", str(folder)) == 0
     page = (folder / "index.html").read_text()
     injected = page.replace("</main>", "<script>document.title='PW'+'NED-inline'</script></main>")

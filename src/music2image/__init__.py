@@ -3,6 +3,7 @@
 from .version import __version__  # noqa: E402,F401
 
 from .errors import ExitStatus, Music2ImageError, PromptFileError, SettingsError  # noqa: E402
+from .evaluation import EvaluationResult, evaluate  # noqa: E402
 from .run import BatchImageGenerator  # noqa: E402
 from .prompts import load_prompts, select_prompts  # noqa: E402
 from .results import ImageResult, RunResult  # noqa: E402
@@ -10,6 +11,7 @@ from .settings import GenerationSettings  # noqa: E402
 
 __all__ = [
     "BatchImageGenerator",
+    "EvaluationResult",
     "ExitStatus",
     "GenerationSettings",
     "ImageResult",
@@ -17,6 +19,7 @@ __all__ = [
     "PromptFileError",
     "RunResult",
     "SettingsError",
+    "evaluate",
     "load_prompts",
     "select_prompts",
     "__version__",

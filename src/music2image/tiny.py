@@ -1,4 +1,4 @@
-"""A tiny random SDXL (base + refiner) built in code, for tests, CI and offline smoke runs.
+"""A tiny random SDXL (base + refiner) and a tiny random CLIP built in code, for tests, CI and offline smoke runs.
 
 Same architecture families and the same `save_pretrained` / `from_pretrained` path as real SDXL, so every
 test runs the real diffusers pipelines. Shapes follow diffusers' own fast SDXL tests (`get_dummy_components`),
@@ -16,6 +16,7 @@ from pathlib import Path
 from .cache import cache_dir
 
 TINY_MODEL_VERSION = 2
+TINY_CLIP_VERSION = 1  # cached apart from the SDXL parts: adding CLIP did not change (or rebuild) the SDXL ones
 # Common words of visual prompts get one token each, like in real CLIP; the rest falls back to characters.
 _WORDS = """a an the of and with in on at by to from into over under through across above below
 light dark bright soft warm cool cold golden blue red green purple orange yellow pink violet amber teal crimson
@@ -148,9 +149,38 @@ def _scheduler():
     )
 
 
+def make_tiny_clip(directory: str | os.PathLike) -> Path:
+    """Write a tiny random CLIPModel and its CLIPProcessor to DIRECTORY (for `evaluate --clip-model`).
+
+    The same classes and `save_pretrained` / `from_pretrained` path as openai/clip-vit-large-patch14, at toy
+    sizes: 32-pixel images in 8-pixel patches, 2 layers per tower, 16-wide shared embedding space."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    directory = Path(directory)
+    tokenizer = build_tokenizer()
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4,
+                     "vocab_size": len(tokenizer), "max_position_embeddings": 77,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    torch.manual_seed(6)
+    model = CLIPModel(config)
+    # CLIP's own preprocessing (resize the short side, centre crop, CLIP's mean and std), at the tiny input size.
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    model.save_pretrained(directory, safe_serialization=True)
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(directory)
+    return directory
+
+
 def make_tiny_model(directory: str | os.PathLike) -> Path:
-    """Write a tiny SDXL base to DIRECTORY/base and a tiny refiner to DIRECTORY/refiner (diffusers folders), and
-    the same as single files DIRECTORY/base.safetensors and DIRECTORY/refiner.safetensors; returns DIRECTORY."""
+    """Write a tiny SDXL base to DIRECTORY/base and a tiny refiner to DIRECTORY/refiner (diffusers folders), the
+    same as single files DIRECTORY/base.safetensors and DIRECTORY/refiner.safetensors, and a tiny CLIP to
+    DIRECTORY/clip; returns DIRECTORY."""
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
     from .single_file_layout import save_single_file
@@ -189,22 +219,31 @@ def make_tiny_model(directory: str | os.PathLike) -> Path:
     # `--model DIR/base.safetensors --model-config DIR/base`.
     save_single_file(base, directory / "base.safetensors")
     save_single_file(refiner, directory / "refiner.safetensors")
+    make_tiny_clip(directory / "clip")
     return directory
 
 
-def tiny_model_path(part: str) -> Path:
-    """The cached tiny model (built once, atomically, on first use): part is "base" or "refiner"."""
-    target = cache_dir() / f"tiny-sdxl-v{TINY_MODEL_VERSION}"
-    if not (target / "refiner" / "model_index.json").is_file():
+def _cached_build(name: str, complete: str, build) -> Path:
+    """cache_dir()/NAME, made by `build(folder)` once, atomically (built in a temporary folder, then renamed);
+    COMPLETE is a file inside it that only a finished build has."""
+    target = cache_dir() / name
+    if not (target / complete).is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
         try:
-            make_tiny_model(staging)
+            build(staging)
             try:
                 os.replace(staging, target)
             except OSError:
-                if not (target / "refiner" / "model_index.json").is_file():  # not built by a concurrent process
+                if not (target / complete).is_file():  # not built by a concurrent process
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return target / part
+    return target
+
+
+def tiny_model_path(part: str) -> Path:
+    """The cached tiny model (built once, atomically, on first use): part is "base", "refiner" or "clip"."""
+    if part == "clip":
+        return _cached_build(f"tiny-clip-v{TINY_CLIP_VERSION}", "config.json", make_tiny_clip)
+    return _cached_build(f"tiny-sdxl-v{TINY_MODEL_VERSION}", "refiner/model_index.json", make_tiny_model) / part

@@ -108,8 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_prompt_flags(run)
     run.set_defaults(func=commands.cmd_run)
 
-    tiny = subcommands.add_parser("make-tiny-model", help="write the tiny random SDXL (base + refiner) used for offline tests")
-    tiny.add_argument("directory", help="folder to write base/ and refiner/ into")
+    from ..evaluation import DEFAULT_CLIP_MODEL
+
+    evaluate = subcommands.add_parser(
+        "evaluate", help="measure an output folder: diversity, CLIP scores, colour vs music (OUTPUT_DIR/evaluation)",
+        description="Measure the images of an output folder (CLIP embeddings, CIELAB colour) and answer: are divergent "
+                    "images more diverse than convergent ones, do images follow their prompts, does colour follow "
+                    "the music? Writes OUTPUT_DIR/evaluation/{images.csv, samples.csv, evaluation.json, report.html}.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_argument("output_dir")
+    evaluate.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL,
+                          help="CLIP hub id, local folder, or `tiny` (offline, random) (default: %(default)s)")
+    evaluate.add_argument("--prompts-file", help="where the musical features are (default: the log's prompts_file)")
+    evaluate.add_argument("--batch-size", type=_positive_int, help="images per CLIP call (default: 64 on a GPU, 8 on a CPU)")
+    evaluate.add_argument("--bootstrap", type=_int, default=2000, help="resamples per confidence interval (default: %(default)s)")
+    evaluate.add_argument("--seed", type=_int, default=0, help="seed of the bootstrap (default: %(default)s)")
+    evaluate.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N (default: %(default)s)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar; only warnings and errors")
+    evaluate.set_defaults(func=commands.cmd_evaluate)
+
+    tiny = subcommands.add_parser("make-tiny-model", help="write the tiny random SDXL (base + refiner) and CLIP used for offline tests")
+    tiny.add_argument("directory", help="folder to write base/, refiner/ and clip/ into")
     tiny.set_defaults(func=commands.cmd_make_tiny_model)
     return parser
 

@@ -134,13 +134,27 @@ def cmd_summary(args) -> int:
     return ExitStatus.OK
 
 
+def cmd_evaluate(args) -> int:
+    from ..evaluation import evaluate
+
+    result = evaluate(args.output_dir, args.clip_model, prompts_file=args.prompts_file, batch_size=args.batch_size,
+                      bootstrap=args.bootstrap, seed=args.seed, device=args.device,
+                      progress=False if args.quiet else None)
+    print(f"evaluated {len(result.images)} images ({result.embedded_now} embedded now, "
+          f"{result.embeddings_from_cache} from the cache) -> {result.evaluation_dir}")
+    if result.headline:
+        print(result.headline)
+    return ExitStatus.OK
+
+
 def cmd_make_tiny_model(args) -> int:
     from ..tiny import make_tiny_model
 
     path = make_tiny_model(args.directory)
     print(f"tiny SDXL written: --model {path / 'base'} --refiner-model {path / 'refiner'}\n"
           f"as single files: --model {path / 'base.safetensors'} --model-config {path / 'base'} "
-          f"--refiner-model {path / 'refiner.safetensors'} --refiner-model-config {path / 'refiner'}")
+          f"--refiner-model {path / 'refiner.safetensors'} --refiner-model-config {path / 'refiner'}\n"
+          f"tiny CLIP written: --clip-model {path / 'clip'}")
     return ExitStatus.OK
 
 
