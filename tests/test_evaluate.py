@@ -368,3 +368,17 @@ def test_the_evaluate_benchmark_runs_on_the_tiny_clip(workdir):
     assert record["evaluate_cold_img_s"] > 0 and record["clip_embedding_img_s"] > 0 and record["colour_img_s"] > 0
     assert set(record["cold_steps_s"]) == {"load", "images", "texts", "analysis", "write"}
     assert record["clip_embedding_cpu_s_per_img"] > 0 and len(record["load_average"]) == 3
+
+
+def test_summary_prints_the_headline_and_the_gallery_shows_measures_and_links_the_report(planted):
+    from music2image.report import make_gallery, summary_text
+
+    folder, result = planted
+    (folder / "image_generation_summary.json").write_text(json.dumps({
+        "total_images_generated": 100, "total_images_failed": 0, "success_rate": 100.0, "by_mode": {},
+        "by_sample": {}, "image_dimensions": "64x64", "inference_steps": 2, "used_refiner": False, "device": "cpu"}))
+    assert summary_text(folder).splitlines()[-1] == f"evaluation: {result.headline}"
+    page = make_gallery(folder).read_text()
+    assert '<a class="evaluation" href="evaluation/report.html">' in page
+    first = result.images[0]
+    assert f"CLIP {first.clip_score:.1f} · L* {first.lightness:.0f}" in page

@@ -18,7 +18,7 @@ import io
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
@@ -26,6 +26,7 @@ from urllib.parse import quote
 from ..errors import DiskError
 from ..image_text import ImageTextError, read_image_text
 from ..safe_paths import open_folder, refuse_links, remove_inside, resolves_inside, write_bytes_inside
+from ..evaluation.documents import image_measures
 from .entries import Entry, RunLog, by_sample, read_log
 from .images import UnreadableImage, open_contained, warn_unreadable
 from .music import music_of_samples
@@ -38,6 +39,7 @@ NAV_NEIGHBOURS = 3  # page links either side of the current one: the navigation 
 PROMPT_CHARS = 2000  # longest text shown per value; a prompt of 75 CLIP tokens is ~400 characters
 RECIPE_CHARS = 6000
 _PAGE_NAME = re.compile(r"page_(\d{3,})\.html")
+EVALUATION_REPORT = "evaluation/report.html"  # written by `music2image evaluate`
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Card:
     thumb_url: str | None = None
     image_url: str | None = None
     note: str = ""
+    measures: str = ""  # from `music2image evaluate`, when it ran
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
     rows = _rows(run_log)
     chunks = [rows[first:first + samples_per_page] for first in range(0, len(rows), samples_per_page)] or [[]]
     music = music_of_samples(output_dir, run_log)
+    measures = image_measures(output_dir)
     unreadable: list[tuple[str, str]] = []
     for number, chunk in enumerate(chunks, 1):
         prefix = "" if number == 1 else "../"
@@ -98,15 +102,25 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
                 cards = []
                 for entry in (e for e in entries if e.mode == mode):
                     card, recipe = _card(output_dir, entry, thumb_size, prefix, len(recipes), unreadable)
+                    card = replace(card, measures=_measures_text(measures.get(entry.image_path or "")))
                     cards.append(card)
                     recipes.append(recipe)
                 groups.append((mode, tuple(cards)))
             samples.append(SampleRow(idx, music.get(idx, "")[:PROMPT_CHARS], tuple(groups)))
-        page = _render(run_log, samples, recipes, _navigation(number, len(chunks), chunk, prefix), unreadable)
+        evaluation = (prefix + EVALUATION_REPORT) if (output_dir / EVALUATION_REPORT).is_file() else None
+        page = _render(run_log, samples, recipes, _navigation(number, len(chunks), chunk, prefix), unreadable,
+                       evaluation)
         _write(output_dir, INDEX_NAME if number == 1 else f"{PAGES_DIR}/page_{number:03d}.html", page.encode("utf-8"))
     _remove_stale_pages(output_dir, len(chunks))
     warn_unreadable("gallery", unreadable)
     return output_dir / INDEX_NAME
+
+
+def _measures_text(values: dict) -> str:
+    """One line of an image's measures from `evaluate` (CLIP score, CIELAB lightness and chroma, warmth)."""
+    names = (("clip_score", "CLIP", "{:.1f}"), ("lightness", "L*", "{:.0f}"), ("chroma", "C*", "{:.0f}"),
+             ("warmth", "warmth", "{:+.2f}"))
+    return " · ".join(f"{label} {pattern.format(values[key])}" for key, label, pattern in names if key in values)
 
 
 def _mode_order(mode: str) -> tuple:
@@ -207,7 +221,8 @@ def _own_code() -> tuple:
     return script, style, csp
 
 
-def _render(run_log: RunLog, samples: list[SampleRow], recipes: list[dict], nav: Navigation, unreadable: list) -> str:
+def _render(run_log: RunLog, samples: list[SampleRow], recipes: list[dict], nav: Navigation, unreadable: list,
+            evaluation: str | None = None) -> str:
     meta = run_log.metadata
     stats = (f'{meta.get("successful", 0)} images, {meta.get("failed", 0)} failed · '
              f'{meta.get("image_width")}×{meta.get("image_height")} · {meta.get("num_inference_steps")} steps · '
@@ -225,7 +240,7 @@ def _render(run_log: RunLog, samples: list[SampleRow], recipes: list[dict], nav:
     return _environment().get_template("gallery.html.j2").render(
         title=f"music2image gallery: {Path(os.path.abspath(run_log.output_dir)).name}", stats=stats[:PROMPT_CHARS],
         modes=modes, nav=nav, notes=notes, samples=samples, recipes=recipes, prompt_chars=PROMPT_CHARS,
-        script=script, style=style, csp=csp)
+        script=script, style=style, csp=csp, evaluation=evaluation)
 
 
 def _write(output_dir: Path, relative: str, data: bytes) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as validated_dataclass
 
+from ..evaluation.documents import headline
 from ..errors import Music2ImageError
 from ..image_text import terminal_safe, validation_problems
 from ..outputs import SUMMARY_NAME
@@ -97,6 +98,9 @@ def summary_text(output_dir: str | os.PathLike) -> str:
         lines += [f"  sample {f.sample_idx} prompt {f.prompt_id}: {f.error}" for f in failures]
     if skipped:
         lines += ["", "skipped samples: " + ", ".join(str(i) for i in skipped)]
+    answer = headline(output_dir)  # when `music2image evaluate` has run
+    if answer:
+        lines += ["", "evaluation: " + answer]
     return terminal_safe("\n".join(lines))
 
 
