@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 SAMPLE_RATE = 22050
-# What libsndfile reads here (WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF). Others (m4a/aac/wma) need ffmpeg: not supported.
-SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
-UNSUPPORTED_AUDIO_SUFFIXES = (".m4a", ".aac", ".wma", ".mp4", ".webm", ".alac", ".ape")
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 # Krumhansl & Kessler (1982) probe-tone key profiles, used by the Krumhansl–Schmuckler key-finding algorithm
@@ -59,17 +55,6 @@ class MusicalFeatures:
 
     def as_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-
-
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 at the file's own rate (analyse() resamples), and that rate. AudioProblem if unreadable."""
-    import soundfile
-
-    try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
-        raise AudioProblem(f"cannot read audio: {exc}") from None
-    return audio.mean(axis=1), rate
 
 
 def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:

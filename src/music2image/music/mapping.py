@@ -180,12 +180,49 @@ def descriptors(emotion: Emotion, temperature: float, rng: np.random.Generator,
     """One phrase per slot, in SLOT_ORDER."""
     chosen = {}
     for slot in SLOT_ORDER:
-        phrases, score = scores(slot, emotion)
-        if slot == "mood" and neutral_mood:
-            keep = [i for i, p in enumerate(phrases) if abs(EMOTION_SLOTS["mood"][p][0]) <= NEUTRAL_MOOD_VALENCE]
-            phrases, score = [phrases[i] for i in keep], score[keep]
+        phrases, score = _slot_scores(slot, emotion, neutral_mood)
         chosen[slot] = choose(phrases, score, temperature, rng)
     return chosen
+
+
+def _slot_scores(slot: str, emotion: Emotion, neutral_mood: bool) -> tuple[list[str], np.ndarray]:
+    phrases, score = scores(slot, emotion)
+    if slot == "mood" and neutral_mood:
+        keep = [i for i, p in enumerate(phrases) if abs(EMOTION_SLOTS["mood"][p][0]) <= NEUTRAL_MOOD_VALENCE]
+        phrases, score = [phrases[i] for i in keep], score[keep]
+    return phrases, score
+
+
+def distinct_descriptors(emotion: Emotion, temperatures: list[float], rngs: list[np.random.Generator],
+                         neutral_mood: bool = False, redraws: int = 20) -> list[dict[str, str]]:
+    """One descriptor set per prompt of a sample, none equal to an earlier one (a sample whose prompts repeat makes
+    images that differ by seed alone). A repeat is drawn again from its own generator; if `redraws` draws all repeat,
+    the slot whose next-best phrase is closest to the target moves to it. At temperature 0 every prompt is the best
+    match by definition, so repeats are kept there."""
+    chosen: list[dict[str, str]] = []
+    for temperature, rng in zip(temperatures, rngs):
+        pick = descriptors(emotion, temperature, rng, neutral_mood)
+        for _ in range(redraws):
+            if temperature <= 1e-6 or pick not in chosen:
+                break
+            pick = descriptors(emotion, temperature, rng, neutral_mood)
+        if temperature > 1e-6 and pick in chosen:
+            pick = _nearest_unused(emotion, pick, chosen, neutral_mood)
+        chosen.append(pick)
+    return chosen
+
+
+def _nearest_unused(emotion: Emotion, pick: dict[str, str], chosen: list[dict[str, str]],
+                    neutral_mood: bool) -> dict[str, str]:
+    options = []
+    for slot in SLOT_ORDER:
+        phrases, score = _slot_scores(slot, emotion, neutral_mood)
+        current = score[phrases.index(pick[slot])]
+        for phrase, value in zip(phrases, score):
+            candidate = {**pick, slot: phrase}
+            if phrase != pick[slot] and candidate not in chosen:
+                options.append((current - value, SLOT_ORDER.index(slot), candidate))
+    return min(options, key=lambda option: option[:2])[2]
 
 
 def palette_values(phrase: str) -> dict[str, float]:
