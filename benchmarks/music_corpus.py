@@ -20,9 +20,11 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -117,49 +119,80 @@ def _prepare(source: str, path: str, rng: random.Random):
                    "instrument": program_name}
 
 
-def _render(score, target: Path) -> None:
+def _render(score, seconds: float, target: Path) -> None:
+    """fluidsynth's fast render, cut at the score's length plus a 2 s tail: a note that music21 writes without its
+    note-off keeps a sustaining instrument sounding, and fluidsynth then renders silence forever."""
     import soundfile
 
     with tempfile.TemporaryDirectory() as tmp:
         midi, wav = Path(tmp) / "clip.mid", Path(tmp) / "clip.wav"
         score.write("midi", fp=str(midi))
-        subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", str(RATE), "-F", str(wav), str(SOUNDFONT), str(midi)],
-                       check=True, capture_output=True)
-        audio, rate = soundfile.read(str(wav), dtype="float32")
+        limit = int((seconds + 3) * RATE) * 2 * 2 + 44  # stereo, 16-bit, header
+        with subprocess.Popen(["fluidsynth", "-ni", "-g", "0.6", "-r", str(RATE), "-F", str(wav), str(SOUNDFONT),
+                               str(midi)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as player:
+            while player.poll() is None:
+                if wav.exists() and wav.stat().st_size > limit:
+                    player.kill()
+                time.sleep(0.1)
+        audio, rate = soundfile.read(str(wav), dtype="float32", frames=int((seconds + 2) * RATE))
     soundfile.write(str(target), audio.mean(axis=1) if audio.ndim == 2 else audio, rate)
 
 
-def build(cache: Path, chorales: int = 72, others: int = 12, folk: int = 12, seed: int = 2026) -> list[dict]:
-    """Render the set into `cache` (skipped if its manifest is there with the same recipe); returns the manifest."""
-    recipe = {"chorales": chorales, "others": others, "folk": folk, "seed": seed, "rate": RATE, "version": 1}
+def build(cache: Path, chorales: int = 72, others: int = 12, folk: int = 12, seed: int = 2026,
+          seconds_per_score: int = 60) -> list[dict]:
+    """Render the set into `cache` and return its manifest. The manifest is written after every score, so an
+    interrupted build resumes; each score's transposition, tempo and instrument come from its own seeded generator."""
+    recipe = {"chorales": chorales, "others": others, "folk": folk, "seed": seed, "rate": RATE, "version": 2}
     manifest_path = cache / "manifest.json"
+    state = {"recipe": recipe, "clips": [], "rejected": []}
     if manifest_path.is_file():
         stored = json.loads(manifest_path.read_text())
         if stored.get("recipe") == recipe:
-            return stored["clips"]
+            state = stored
+            if stored.get("complete"):
+                return stored["clips"]
     if not SOUNDFONT.is_file():
         sys.exit(f"{SOUNDFONT} not found: apt-get install fluidsynth fluid-soundfont-gm")
     cache.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
+    clips, rejected = state["clips"], state["rejected"]
+    seen = {c["score"] for c in clips} | set(rejected)
     wanted = {"bach": chorales, "classical": others, "folk": folk}
-    clips = []
-    for source, path in _candidates(rng, chorales, others, folk):
-        if sum(c["source"] == source for c in clips) >= wanted[source]:
+    for source, path in _candidates(random.Random(seed), chorales, others, folk):
+        score_name = str(path).split("corpus/")[-1]
+        if score_name in seen or sum(c["source"] == source for c in clips) >= wanted[source]:
             continue
+        signal.alarm(seconds_per_score)  # a few corpus files take music21 minutes to parse: left out
         try:
-            prepared = _prepare(source, path, rng)
-            if prepared is None:
-                continue
-            score, truth = prepared
-            name = f"{len(clips):03d}_{Path(path).stem}.flac".replace(" ", "_")
-            _render(score, cache / name)
+            prepared = _prepare(source, path, random.Random(f"{seed}:{score_name}"))
+            if prepared is not None:
+                score, truth = prepared
+                name = f"{len(clips):03d}_{Path(path).stem}.flac".replace(" ", "_")
+                _render(score, score.highestTime * 60.0 / truth["bpm"], cache / name)
         except Exception as exc:  # a score music21 cannot parse, transpose or write as MIDI: left out, said so
-            print(f"skipped {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            continue
-        clips.append({"file": name, "source": source, "score": str(path).split("corpus/")[-1], **truth})
-        print(f"rendered {name}: {truth}", file=sys.stderr)
-    manifest_path.write_text(json.dumps({"recipe": recipe, "clips": clips}, indent=1))
+            print(f"skipped {score_name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            prepared = None
+        finally:
+            signal.alarm(0)
+        if prepared is None:
+            rejected.append(score_name)
+        else:
+            clips.append({"file": name, "source": source, "score": score_name, **truth})
+            print(f"rendered {name}: {truth}", file=sys.stderr)
+        manifest_path.write_text(json.dumps(state, indent=1))
+    state["complete"] = True
+    manifest_path.write_text(json.dumps(state, indent=1))
     return clips
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Timeout("took too long")
+
+
+signal.signal(signal.SIGALRM, _on_alarm)
 
 
 def main() -> None:
