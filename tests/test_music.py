@@ -216,7 +216,7 @@ def test_bad_audio_input_is_one_message_and_nothing_written(case, workdir, capsy
 
 def test_upstream_npy_dataset_behind_allow_pickle(workdir, capsys):
     records = [
-        {"audio": progression(57, "minor", 80, 8, rate=16000), "audio_meta": {"genre": "folk", "id": np.int64(7)}},
+        {"audio": progression(57, "minor", 80, 12, rate=16000), "audio_meta": {"genre": "folk", "id": np.int64(7)}},
         {"audio": np.zeros(16000, dtype=np.float32), "audio_meta": {"genre": "silence"}},
     ]
     np.save(workdir / "dataset.npy", np.array(records, dtype=object), allow_pickle=True)

@@ -207,6 +207,9 @@ def _slot_scores(slot: str, emotion: Emotion, neutral_mood: bool) -> tuple[list[
     return phrases, score
 
 
+NEAREST_ALTERNATIVES = 3
+
+
 def distinct_descriptors(emotion: Emotion, temperatures: list[float], rngs: list[np.random.Generator],
                          neutral_mood: bool = False, redraws: int = 20) -> list[dict[str, str]]:
     """One descriptor set per prompt of a sample, none equal to an earlier one (a sample whose prompts repeat makes
@@ -228,15 +231,28 @@ def distinct_descriptors(emotion: Emotion, temperatures: list[float], rngs: list
 
 def _nearest_unused(emotion: Emotion, pick: dict[str, str], chosen: list[dict[str, str]],
                     neutral_mood: bool) -> dict[str, str]:
-    options = []
+    """The descriptor set nearest `pick` that no earlier prompt has: one or two slots moved to one of their next
+    NEAREST_ALTERNATIVES phrases, preferring phrases the sample already uses (so that a sample at a low temperature
+    stays as uniform as distinct prompts allow), then the smallest loss of score."""
+    alternatives = {}
     for slot in SLOT_ORDER:
         phrases, score = _slot_scores(slot, emotion, neutral_mood)
         current = score[phrases.index(pick[slot])]
-        for phrase, value in zip(phrases, score):
-            candidate = {**pick, slot: phrase}
-            if phrase != pick[slot] and candidate not in chosen:
-                options.append((current - value, SLOT_ORDER.index(slot), candidate))
-    return min(options, key=lambda option: option[:2])[2]
+        ranked = sorted((current - value, phrase) for phrase, value in zip(phrases, score) if phrase != pick[slot])
+        alternatives[slot] = ranked[:NEAREST_ALTERNATIVES]
+    used = {slot: {earlier[slot] for earlier in chosen} for slot in SLOT_ORDER}
+    changes = [[(slot, loss, phrase)] for slot in SLOT_ORDER for loss, phrase in alternatives[slot]]
+    changes += [first + second for i, first in enumerate(changes) for second in changes[i + 1:]
+                if first[0][0] != second[0][0]]
+    best = None
+    for change in changes:
+        candidate = {**pick, **{slot: phrase for slot, _, phrase in change}}
+        if candidate in chosen:
+            continue
+        rank = (sum(phrase not in used[slot] for slot, _, phrase in change), sum(loss for _, loss, _ in change))
+        if best is None or rank < best[0]:
+            best = (rank, candidate)
+    return pick if best is None else best[1]
 
 
 def palette_values(phrase: str) -> dict[str, float]:
