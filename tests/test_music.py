@@ -57,7 +57,7 @@ def test_noise_has_no_clear_mode_and_gets_neutral_mood_words():
     assert features.mode_confidence == 0 and not features.mode_is_clear
     _, prompts = sample_prompts(features, 0, PromptPlan(convergent=10, divergent=10), VocabularyWriter())
     for prompt in prompts:
-        assert abs(EMOTION_SLOTS["mood"][prompt["descriptors"]["mood"]][0]) <= 0.3
+        assert abs(EMOTION_SLOTS["mood"][prompt.descriptors["mood"]][0]) <= 0.3
 
 
 def test_a_half_second_clip_has_no_tempo_but_still_gets_prompts():
@@ -73,7 +73,7 @@ def _palettes(features, seeds, temperature):
     for seed in seeds:
         plan = PromptPlan(convergent=0, divergent=1, divergent_temperature=temperature, seed=seed)
         _, (prompt,) = sample_prompts(features, 0, plan, VocabularyWriter())
-        values.append(palette_values(prompt["descriptors"]["palette"]))
+        values.append(palette_values(prompt.descriptors["palette"]))
     return {k: np.mean([v[k] for v in values]) for k in values[0]}
 
 
@@ -100,7 +100,7 @@ def _distinct_ratio(features, temperature, seeds=range(20), n=10):
     for seed in seeds:
         plan = PromptPlan(convergent=n, divergent=0, convergent_temperature=temperature, seed=seed)
         _, prompts = sample_prompts(features, 3, plan, VocabularyWriter())
-        distinct = [len({p["descriptors"][slot] for p in prompts}) for slot in SLOT_ORDER]
+        distinct = [len({p.descriptors[slot] for p in prompts}) for slot in SLOT_ORDER]
         ratios.append(sum(distinct) / (len(SLOT_ORDER) * n))
     return float(np.mean(ratios))
 
@@ -113,7 +113,7 @@ def test_diversity_within_a_sample_grows_with_temperature(clips):
 
 def test_temperature_zero_always_picks_the_best_match(clips):
     plans = [PromptPlan(convergent=5, divergent=0, convergent_temperature=0.0, seed=s) for s in range(5)]
-    texts = {p["visual_prompt"] for plan in plans
+    texts = {p.visual_prompt for plan in plans
              for p in sample_prompts(clips["a_minor_80"], 0, plan, VocabularyWriter())[1]}
     assert len(texts) == 1
 
@@ -123,7 +123,7 @@ def test_prompts_are_seeded_by_seed_sample_and_prompt_id(clips):
     first = sample_prompts(clips["c_major_140"], 4, plan, VocabularyWriter())[1]
     assert first == sample_prompts(clips["c_major_140"], 4, plan, VocabularyWriter())[1]
     other = sample_prompts(clips["c_major_140"], 5, plan, VocabularyWriter())[1]
-    assert [p["visual_prompt"] for p in first] != [p["visual_prompt"] for p in other]
+    assert [p.visual_prompt for p in first] != [p.visual_prompt for p in other]
 
 
 def test_every_prompt_fits_clip_77_tokens_even_with_the_longest_phrases():
@@ -216,7 +216,7 @@ def test_bad_audio_input_is_one_message_and_nothing_written(case, workdir, capsy
 
 def test_upstream_npy_dataset_behind_allow_pickle(workdir, capsys):
     records = [
-        {"audio": progression(57, "minor", 80, 8, rate=16000), "audio_meta": {"genre": "folk", "id": np.int64(7)}},
+        {"audio": progression(57, "minor", 80, 12, rate=16000), "audio_meta": {"genre": "folk", "id": np.int64(7)}},
         {"audio": np.zeros(16000, dtype=np.float32), "audio_meta": {"genre": "silence"}},
     ]
     np.save(workdir / "dataset.npy", np.array(records, dtype=object), allow_pickle=True)

@@ -40,7 +40,7 @@ def cmd_generate(args) -> int:
     return result.exit_status
 
 
-def _write_prompts(args, output: str, overwrite: bool) -> dict:
+def _write_prompts(args, output: str, overwrite: bool):
     from ..music import LLMSettings, PromptPlan, write_prompts_file
 
     plan = PromptPlan(convergent=args.convergent, divergent=args.divergent,
@@ -52,16 +52,14 @@ def _write_prompts(args, output: str, overwrite: bool) -> dict:
                       concurrency=args.llm_concurrency) if args.llm else None
     document = write_prompts_file(args.audio, output, plan, allow_pickle=args.allow_pickle, text_model=args.text_model,
                                   llm=llm, overwrite=overwrite, progress=not args.quiet and sys.stderr.isatty())
-    meta = document["metadata"]
-    prompts = sum(len(sample["prompts"]) for sample in document["samples"])
-    print(f"prompts: {meta['total_samples'] - meta['skipped_samples']} samples, {prompts} prompts, "
-          f"{meta['skipped_samples']} skipped -> {output}")
+    print(f"prompts: {len(document.samples) - document.skipped} samples, {document.prompt_count} prompts, "
+          f"{document.skipped} skipped -> {output}")
     return document
 
 
 def cmd_prompts(args) -> int:
     document = _write_prompts(args, args.output, args.overwrite)
-    return ExitStatus.OK if document["metadata"]["skipped_samples"] < document["metadata"]["total_samples"] else ExitStatus.SOME_FAILED
+    return ExitStatus.OK if document.skipped < len(document.samples) else ExitStatus.SOME_FAILED
 
 
 def cmd_run(args) -> int:
@@ -72,7 +70,7 @@ def cmd_run(args) -> int:
     settings = settings_from_args(args).validate()
     resolved_dtype_name(settings.dtype, available_device(settings.device), settings.offload)
     document = _write_prompts(args, args.prompts_file, args.overwrite)
-    if not any(sample["prompts"] for sample in document["samples"]):
+    if not document.prompt_count:
         print("music2image: no sample gave prompts (see the warnings above); no images to make", file=sys.stderr)
         return ExitStatus.SOME_FAILED
     return cmd_generate(args)

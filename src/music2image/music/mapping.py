@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,9 @@ class Emotion:
 
 def cues(features: MusicalFeatures) -> dict[str, float]:
     """Each cue scaled to -1..1 around a typical popular-music value (the ranges cover most commercial recordings)."""
-    tempo = 0.0 if features.tempo is None else _clip((features.tempo - 100.0) / 40.0)  # 60 → -1, 140 → +1 BPM
+    # Tempo on a log scale (60 → -0.7, 100 → 0, 165 → +0.7 BPM): a tempo read an octave off (a slow piece's eighth
+    # notes taken for its beat, the commonest error of beat trackers) then moves the cue by 1 at most, not 2.
+    tempo = 0.0 if features.tempo is None else _clip(math.log2(features.tempo / 100.0) / 1.0)
     mode_sign = 1.0 if features.tonality == "major" else -1.0
     # A margin of 0.1 or more counts fully; below CLEAR_MODE_MARGIN (0.05) the mode moves valence by less than half.
     mode = mode_sign * min(1.0, features.mode_confidence / 0.1)
@@ -53,11 +56,17 @@ def cues(features: MusicalFeatures) -> dict[str, float]:
     }
 
 
+TEMPO_AROUSAL_WEIGHT = 0.25
+
+
 def emotion_of(features: MusicalFeatures) -> Emotion:
     c = cues(features)
-    # Weights in Eerola et al.'s order of cue importance (mode > tempo > register > loudness for valence).
-    valence = _clip(0.5 * c["mode"] + 0.3 * c["tempo"] + 0.15 * c["brightness"] + 0.05 * c["loudness"])
-    arousal = _clip(0.4 * c["tempo"] + 0.25 * c["loudness"] + 0.2 * c["onsets"] + 0.15 * c["brightness"])
+    # Weights in Eerola et al.'s order of cue importance (mode > tempo > register > loudness for valence). Tempo's
+    # weight for arousal is shared with onset density (how many events a second, which has no octave to get wrong),
+    # so that a doubled tempo alone moves arousal by at most TEMPO_AROUSAL_WEIGHT: calm music stays calm.
+    valence = _clip(0.55 * c["mode"] + 0.2 * c["tempo"] + 0.15 * c["brightness"] + 0.1 * c["loudness"])
+    arousal = _clip(TEMPO_AROUSAL_WEIGHT * c["tempo"] + 0.3 * c["onsets"] + 0.25 * c["loudness"]
+                    + 0.2 * c["brightness"])
     return Emotion(
         valence=valence,
         arousal=arousal,
@@ -70,23 +79,26 @@ def emotion_of(features: MusicalFeatures) -> Emotion:
 # Vocabularies -------------------------------------------------------------------------------------------------
 # Emotion slots place each phrase at (valence, arousal); the palette places it at (lightness, saturation, warmth).
 EMOTION_SLOTS: dict[str, dict[str, tuple[float, float]]] = {
+    # Six columns of valence by five rows of arousal, so that every part of the plane has its own scene.
     "subject": {
-        "a crowded summer festival under fireworks": (0.9, 0.9),
-        "a dancer spinning on a bright stage": (0.7, 0.8),
-        "a sunlit meadow in full bloom": (0.8, -0.1),
-        "children running along a beach": (0.8, 0.5),
-        "a neon city street at night": (0.2, 0.8),
-        "a hot-air balloon over green hills": (0.7, 0.1),
-        "a quiet harbour at dusk": (0.2, -0.6),
-        "a misty forest at dawn": (0.1, -0.5),
-        "a snow-covered valley": (0.0, -0.8),
-        "a lone figure on a windswept cliff": (-0.5, 0.4),
-        "an empty rain-soaked street": (-0.6, -0.4),
-        "a storm breaking over a dark ocean": (-0.7, 0.9),
-        "ruins under a heavy sky": (-0.8, -0.2),
-        "a burning city skyline": (-0.6, 0.8),
-        "a candlelit room with an empty chair": (-0.4, -0.8),
-        "a train crossing a vast plain": (0.1, 0.3),
+        "a storm breaking over a dark ocean": (-0.7, 0.6), "a burning city skyline": (-0.7, 0.3),
+        "ruins under a heavy sky": (-0.7, 0.0), "an abandoned house in the rain": (-0.7, -0.3),
+        "a candlelit room with an empty chair": (-0.7, -0.6),
+        "a lightning-struck mountain pass": (-0.42, 0.6), "a lone figure on a windswept cliff": (-0.42, 0.3),
+        "a bare tree full of crows at twilight": (-0.42, 0.0), "an empty rain-soaked street": (-0.42, -0.3),
+        "a frozen lake under a grey sky": (-0.42, -0.6),
+        "a crowded station at rush hour": (-0.14, 0.6), "a city at night seen from a speeding car": (-0.14, 0.3),
+        "a lighthouse in thick fog": (-0.14, 0.0), "an old library with dusty shelves": (-0.14, -0.3),
+        "a snow-covered valley": (-0.14, -0.6),
+        "a neon city street at night": (0.14, 0.6), "a train crossing a vast plain": (0.14, 0.3),
+        "a winding river through a canyon": (0.14, 0.0), "a misty forest at dawn": (0.14, -0.3),
+        "a quiet harbour at dusk": (0.14, -0.6),
+        "a dancer spinning on a bright stage": (0.42, 0.6), "kites flying over a windy beach": (0.42, 0.3),
+        "a hot-air balloon over green hills": (0.42, 0.0), "a garden path under blossoming trees": (0.42, -0.3),
+        "a calm lake reflecting the moon": (0.42, -0.6),
+        "a crowded summer festival under fireworks": (0.7, 0.6), "children running along a beach": (0.7, 0.3),
+        "a sunlit meadow in full bloom": (0.7, 0.0), "a cottage with a warm glowing window": (0.7, -0.3),
+        "a sleeping cat in a sunny window": (0.7, -0.6),
     },
     "mood": {
         "joyful": (0.9, 0.6), "euphoric": (0.9, 0.95), "playful": (0.7, 0.6), "serene": (0.6, -0.7),
@@ -143,8 +155,10 @@ PALETTES: dict[str, tuple[float, float, float]] = {  # (lightness, saturation, w
     "rust and burnt umber": (0.35, 0.6, 0.75),
 }
 SLOT_ORDER = ("subject", "mood", "palette", "light", "motion", "texture", "composition", "medium")
-# Width of the similarity kernel (in unit-scaled space): at T=0.4 a phrase 0.2 farther than the best match is about
-# 9× less likely, at T=0.8 3× less likely, so convergent prompts stay near the target and divergent ones wander.
+# The similarity kernel's width (in unit-scaled space) is KERNEL_WIDTH × temperature: 0.06 at T=0.4, where a phrase
+# one grid step (0.15) farther than the best match is 20× less likely, so convergent prompts keep the best phrase in
+# most slots; 0.12 at T=0.8, where it is only 2× less likely, so divergent prompts wander. (A width fixed and the
+# logits divided by T, as before, left a third of convergent slots off the best phrase.)
 KERNEL_WIDTH = 0.15
 
 
@@ -163,10 +177,10 @@ def scores(slot: str, emotion: Emotion) -> tuple[list[str], np.ndarray]:
 
 
 def choose(phrases: list[str], score: np.ndarray, temperature: float, rng: np.random.Generator) -> str:
-    """Softmax sampling at `temperature`; at 0 (or nearly), the best match, always."""
+    """Softmax sampling at `temperature` (the kernel's width grows with it); at 0 (or nearly), the best match."""
     if temperature <= 1e-6:
         return phrases[int(np.argmax(score))]
-    logits = score / temperature
+    logits = score / temperature**2
     weights = np.exp(logits - logits.max())
     return phrases[int(rng.choice(len(phrases), p=weights / weights.sum()))]
 
@@ -180,12 +194,65 @@ def descriptors(emotion: Emotion, temperature: float, rng: np.random.Generator,
     """One phrase per slot, in SLOT_ORDER."""
     chosen = {}
     for slot in SLOT_ORDER:
-        phrases, score = scores(slot, emotion)
-        if slot == "mood" and neutral_mood:
-            keep = [i for i, p in enumerate(phrases) if abs(EMOTION_SLOTS["mood"][p][0]) <= NEUTRAL_MOOD_VALENCE]
-            phrases, score = [phrases[i] for i in keep], score[keep]
+        phrases, score = _slot_scores(slot, emotion, neutral_mood)
         chosen[slot] = choose(phrases, score, temperature, rng)
     return chosen
+
+
+def _slot_scores(slot: str, emotion: Emotion, neutral_mood: bool) -> tuple[list[str], np.ndarray]:
+    phrases, score = scores(slot, emotion)
+    if slot == "mood" and neutral_mood:
+        keep = [i for i, p in enumerate(phrases) if abs(EMOTION_SLOTS["mood"][p][0]) <= NEUTRAL_MOOD_VALENCE]
+        phrases, score = [phrases[i] for i in keep], score[keep]
+    return phrases, score
+
+
+NEAREST_ALTERNATIVES = 3
+
+
+def distinct_descriptors(emotion: Emotion, temperatures: list[float], rngs: list[np.random.Generator],
+                         neutral_mood: bool = False, redraws: int = 20) -> list[dict[str, str]]:
+    """One descriptor set per prompt of a sample, none equal to an earlier one (a sample whose prompts repeat makes
+    images that differ by seed alone). A repeat is drawn again from its own generator; if `redraws` draws all repeat,
+    the slot whose next-best phrase is closest to the target moves to it. At temperature 0 every prompt is the best
+    match by definition, so repeats are kept there."""
+    chosen: list[dict[str, str]] = []
+    for temperature, rng in zip(temperatures, rngs):
+        pick = descriptors(emotion, temperature, rng, neutral_mood)
+        for _ in range(redraws):
+            if temperature <= 1e-6 or pick not in chosen:
+                break
+            pick = descriptors(emotion, temperature, rng, neutral_mood)
+        if temperature > 1e-6 and pick in chosen:
+            pick = _nearest_unused(emotion, pick, chosen, neutral_mood)
+        chosen.append(pick)
+    return chosen
+
+
+def _nearest_unused(emotion: Emotion, pick: dict[str, str], chosen: list[dict[str, str]],
+                    neutral_mood: bool) -> dict[str, str]:
+    """The descriptor set nearest `pick` that no earlier prompt has: one or two slots moved to one of their next
+    NEAREST_ALTERNATIVES phrases, preferring phrases the sample already uses (so that a sample at a low temperature
+    stays as uniform as distinct prompts allow), then the smallest loss of score."""
+    alternatives = {}
+    for slot in SLOT_ORDER:
+        phrases, score = _slot_scores(slot, emotion, neutral_mood)
+        current = score[phrases.index(pick[slot])]
+        ranked = sorted((current - value, phrase) for phrase, value in zip(phrases, score) if phrase != pick[slot])
+        alternatives[slot] = ranked[:NEAREST_ALTERNATIVES]
+    used = {slot: {earlier[slot] for earlier in chosen} for slot in SLOT_ORDER}
+    changes = [[(slot, loss, phrase)] for slot in SLOT_ORDER for loss, phrase in alternatives[slot]]
+    changes += [first + second for i, first in enumerate(changes) for second in changes[i + 1:]
+                if first[0][0] != second[0][0]]
+    best = None
+    for change in changes:
+        candidate = {**pick, **{slot: phrase for slot, _, phrase in change}}
+        if candidate in chosen:
+            continue
+        rank = (sum(phrase not in used[slot] for slot, _, phrase in change), sum(loss for _, loss, _ in change))
+        if best is None or rank < best[0]:
+            best = (rank, candidate)
+    return pick if best is None else best[1]
 
 
 def palette_values(phrase: str) -> dict[str, float]:
@@ -193,10 +260,19 @@ def palette_values(phrase: str) -> dict[str, float]:
     return {"lightness": lightness, "saturation": saturation, "warmth": warmth}
 
 
+# mood_label's neutral band: a valence or arousal this close to 0 is not a quadrant's.
+NEUTRAL_VALENCE = 0.2
+NEUTRAL_AROUSAL = 0.3
+
+
 def mood_label(emotion: Emotion) -> str:
-    """The quadrant word written into musical_features["mood"] (the upstream key)."""
-    if abs(emotion.valence) < 0.15 and abs(emotion.arousal) < 0.15:
-        return "neutral"
-    if emotion.valence >= 0:
-        return "happy" if emotion.arousal >= 0 else "calm"
-    return "angry" if emotion.arousal >= 0 else "sad"
+    """The word written into musical_features["mood"] (the upstream key): a quadrant of the valence–arousal plane,
+    with a neutral band around its axes, so that slightly minor music at a middling pace is not called angry."""
+    valence, arousal = emotion.valence, emotion.arousal
+    if abs(valence) < NEUTRAL_VALENCE:
+        if abs(arousal) < NEUTRAL_AROUSAL:
+            return "neutral"
+        return "energetic" if arousal > 0 else "calm"
+    if valence < 0:
+        return "angry" if arousal >= NEUTRAL_AROUSAL else "sad"
+    return "happy" if arousal >= 0 else "calm"

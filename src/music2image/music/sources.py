@@ -1,0 +1,188 @@
+"""Where the music comes from: files and folders → sources, and each source read as mono audio, in bounded memory.
+
+A long file is not read whole: past MAX_ANALYSED_SECONDS, EXCERPT_WINDOWS windows spread evenly over it are read
+(with soundfile, block by block, seeking past the rest) and analysed as one excerpt; the sample records which
+(`analysed_audio`). An hour of 44.1 kHz stereo then costs what five minutes cost (see docs/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AudioInputError
+from .features import AudioProblem
+
+log = logging.getLogger("music2image")
+
+# What libsndfile reads here (WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF). Others (m4a/aac/wma) need ffmpeg: not supported.
+SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+UNSUPPORTED_AUDIO_SUFFIXES = (".m4a", ".aac", ".wma", ".mp4", ".webm", ".alac", ".ape")
+UPSTREAM_RATE = 16000  # the upstream dataset's .npy records hold 16 kHz audio
+# Longer than this, a source is analysed from windows: five minutes hold many phrases, and the analysis's memory grows
+# with the length it reads (an hour read whole took 11.4 GB).
+MAX_ANALYSED_SECONDS = 300.0
+EXCERPT_WINDOWS = 5
+MAX_SAMPLE_RATE = 384_000  # the highest rate audio interfaces record; a header claiming more is not audio we read
+READ_BLOCK_FRAMES = 1 << 16  # frames read at a time, so a file with many channels costs little more than mono
+
+
+@dataclass(frozen=True)
+class Source:
+    """One future sample: an audio file, or one record of an upstream .npy dataset."""
+
+    name: str
+    path: Path
+    record: int | None = None  # index into the .npy, for dataset records
+    dataset: np.ndarray | None = field(default=None, compare=False, repr=False)  # the .npy, unpickled once
+
+
+@dataclass(frozen=True)
+class AnalysedAudio:
+    """Which part of a source the features describe: all of it, or windows of it (start and length, seconds)."""
+
+    source_seconds: float
+    windows: tuple[tuple[float, float], ...]
+
+    @property
+    def whole(self) -> bool:
+        return len(self.windows) == 1 and self.windows[0] == (0.0, self.source_seconds)
+
+    def as_dict(self) -> dict:
+        return {"method": "whole" if self.whole else "windows", "source_seconds": round(self.source_seconds, 3),
+                "windows": [[round(start, 3), round(length, 3)] for start, length in self.windows]}
+
+
+def excerpt_windows(total_frames: int, rate: int) -> list[tuple[int, int]]:
+    """(start frame, frames) of what to analyse: the whole, or EXCERPT_WINDOWS windows centred at (i + ½)/n."""
+    if total_frames <= MAX_ANALYSED_SECONDS * rate:
+        return [(0, total_frames)]
+    length = int(MAX_ANALYSED_SECONDS / EXCERPT_WINDOWS * rate)
+    centres = [(i + 0.5) / EXCERPT_WINDOWS * total_frames for i in range(EXCERPT_WINDOWS)]
+    return [(int(min(max(c - length / 2, 0), total_frames - length)), length) for c in centres]
+
+
+def _described(spans: list[tuple[int, int]], total_frames: int, rate: int) -> AnalysedAudio:
+    return AnalysedAudio(total_frames / rate, tuple((start / rate, frames / rate) for start, frames in spans))
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int, AnalysedAudio]:
+    """Mono float32 at the file's own rate (analyse() resamples), that rate, and which part was read."""
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(str(path)) as audio_file:
+            rate, total = audio_file.samplerate, audio_file.frames
+            if not 0 < rate <= MAX_SAMPLE_RATE:
+                raise AudioProblem(f"sample rate {rate} Hz is not supported (at most {MAX_SAMPLE_RATE})")
+            spans = excerpt_windows(total, rate)
+            pieces = []
+            for start, frames in spans:
+                if start:
+                    audio_file.seek(start)
+                for block in audio_file.blocks(blocksize=READ_BLOCK_FRAMES, frames=frames, dtype="float32",
+                                               always_2d=True):
+                    pieces.append(block.mean(axis=1))
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
+        raise AudioProblem(f"cannot read audio: {exc}") from None
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    return audio, rate, _described(spans, total, rate)
+
+
+def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False) -> list[Source]:
+    """Files and folders → sources, each folder's files in sorted order. Every problem is reported at once."""
+    problems, sources = [], []
+    for item in inputs:
+        path = Path(item)
+        if not path.exists():
+            problems.append(f"{item}: not found")
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+            ignored = sorted(p for p in path.rglob("*") if p.suffix.lower() in UNSUPPORTED_AUDIO_SUFFIXES)
+            if ignored:
+                log.warning("%s: ignoring %d file(s) in formats not supported here (%s): %s", item, len(ignored),
+                            ", ".join(sorted({p.suffix.lower() for p in ignored})), ", ".join(p.name for p in ignored[:5]))
+            if not found:
+                problems.append(f"{item}: no audio files ({', '.join(SUPPORTED_SUFFIXES)}) in this folder")
+            sources += [Source(p.relative_to(path).as_posix(), p) for p in found]
+        elif path.suffix.lower() == ".npy":
+            if not allow_pickle:
+                problems.append(
+                    f"{item}: a .npy dataset is loaded with pickle, which can run code from the file; "
+                    "add --allow-pickle only if you trust where it came from"
+                )
+            else:
+                sources += _npy_sources(path, problems)
+        elif path.suffix.lower() in SUPPORTED_SUFFIXES:
+            sources.append(Source(path.name, path))
+        else:
+            problems.append(
+                f"{item}: {path.suffix or 'no extension'} is not supported; supported: {', '.join(SUPPORTED_SUFFIXES)}, "
+                ".npy (upstream dataset, with --allow-pickle)"
+                + ("; convert it first, e.g. `ffmpeg -i IN OUT.flac`" if path.suffix.lower() in UNSUPPORTED_AUDIO_SUFFIXES else "")
+            )
+    if problems:
+        raise AudioInputError("\n".join(problems))
+    return sources
+
+
+def _npy_records(path: Path):
+    log.warning("%s: loading with allow_pickle=True (this can run code stored in the file)", path)
+    try:
+        data = np.load(path, allow_pickle=True)
+    except (OSError, ValueError, EOFError) as exc:
+        raise AudioInputError(f"{path}: cannot be read as a .npy file ({exc})") from None
+    if data.dtype != object or data.ndim != 1:
+        raise AudioInputError(f"{path}: expected a 1-D array of records with 'audio' and 'audio_meta', got "
+                              f"{data.dtype} with shape {data.shape}")
+    return data
+
+
+def _npy_sources(path: Path, problems: list[str]) -> list[Source]:
+    try:
+        records = _npy_records(path)
+    except AudioInputError as exc:
+        problems.append(str(exc))
+        return []
+    return [Source(f"{path.name}[{index}]", path, index, records) for index in range(len(records))]
+
+
+def load_source(source: Source) -> tuple[np.ndarray, int, AnalysedAudio, dict | None]:
+    """The source's mono audio (or its windows), rate, which part that is, and its upstream metadata if any."""
+    if source.record is None:
+        return (*read_audio(source.path), None)
+    record = source.dataset[source.record]
+    if not isinstance(record, dict) or "audio" not in record:
+        raise AudioProblem("record has no 'audio' array")
+    meta = record.get("audio_meta")
+    rate = int(meta.get("sample_rate", UPSTREAM_RATE)) if isinstance(meta, dict) else UPSTREAM_RATE
+    if not 0 < rate <= MAX_SAMPLE_RATE:
+        raise AudioProblem(f"sample rate {rate} Hz is not supported (at most {MAX_SAMPLE_RATE})")
+    try:
+        audio = np.asarray(record["audio"], dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise AudioProblem("record's 'audio' is not an array of numbers") from None
+    total = audio.size
+    spans = excerpt_windows(total, rate)
+    if len(spans) > 1:
+        audio = np.concatenate([audio[start : start + frames] for start, frames in spans])
+    return audio, rate, _described(spans, total, rate), _plain(meta)
+
+
+def _plain(value):
+    """JSON-safe copy of upstream metadata (numpy scalars and arrays become numbers and lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 64 else f"<array of {value.size}>"
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

@@ -1,0 +1,101 @@
+"""Moods and prompts that follow the music (issue 14): a neutral band, arousal that survives an octave error in the
+tempo, subjects spread over the valence–arousal plane, convergent prompts that converge, no two prompts alike."""
+
+from dataclasses import replace
+from itertools import combinations, product
+
+import numpy as np
+import pytest
+
+from music2image.music import PromptPlan, sample_prompts
+from music2image.music.features import MusicalFeatures
+from music2image.music.mapping import SLOT_ORDER, Emotion, _slot_scores, emotion_of, mood_label
+from music2image.music.writer import VocabularyWriter
+
+
+def features(tonality="minor", tempo=64.0, loudness=-24.0, brightness=1500.0, onsets=1.5, confidence=0.15):
+    return MusicalFeatures(duration_seconds=30.0, tempo=tempo, beat_strength=1.5, key="D", tonality=tonality,
+                           mode_confidence=confidence, key_strength=0.8, loudness_dbfs=loudness, dynamic_range_db=12.0,
+                           brightness_hz=brightness, onset_rate=onsets)
+
+
+def varied_set() -> list[MusicalFeatures]:
+    """Music from all over: both modes (clear and unsure), slow to fast, soft to loud, dark to bright, sparse to busy."""
+    return [features(tonality, tempo, loudness, brightness, onsets, confidence)
+            for tonality, confidence in (("major", 0.15), ("minor", 0.15), ("major", 0.03))
+            for tempo, loudness, brightness, onsets in product((60, 90, 120, 160), (-32, -22, -12), (900, 2000, 3200),
+                                                               (1.0, 4.0))]
+
+
+def test_calm_minor_music_with_its_tempo_doubled_is_not_angry():
+    """A beat tracker that counts a slow chorale's eighth notes doubles its tempo; that alone must not make it angry."""
+    calm = features(tempo=64.0)
+    doubled = replace(calm, tempo=128.0)
+    assert mood_label(emotion_of(calm)) == "sad"
+    assert mood_label(emotion_of(doubled)) != "angry"
+    assert emotion_of(doubled).arousal - emotion_of(calm).arousal <= 0.25
+
+
+def test_mood_label_has_a_neutral_band_around_the_axes():
+    assert mood_label(Emotion(-0.1, 0.1, 0.5, 0.5, 0.5)) == "neutral"
+    assert mood_label(Emotion(-0.5, 0.1, 0.5, 0.5, 0.5)) == "sad"  # slightly negative arousal or not: not angry
+    assert mood_label(Emotion(-0.5, 0.6, 0.5, 0.5, 0.5)) == "angry"
+    assert mood_label(Emotion(0.5, 0.6, 0.5, 0.5, 0.5)) == "happy"
+    assert mood_label(Emotion(0.5, -0.6, 0.5, 0.5, 0.5)) == "calm"
+
+
+def test_an_unsure_mode_leans_neutral():
+    sure, unsure = features(confidence=0.15), features(confidence=0.02)
+    assert abs(emotion_of(unsure).valence) < abs(emotion_of(sure).valence) / 2
+
+
+def test_no_two_prompts_of_a_sample_are_alike():
+    for sample_idx, clip in enumerate(varied_set()):
+        _, prompts = sample_prompts(clip, sample_idx, PromptPlan(), VocabularyWriter())
+        texts = [p.visual_prompt for p in prompts]
+        assert len(set(texts)) == len(texts), texts
+
+
+def test_subjects_are_spread_over_a_varied_set_of_music():
+    counts: dict[str, int] = {}
+    for sample_idx, clip in enumerate(varied_set()):
+        for prompt in sample_prompts(clip, sample_idx, PromptPlan(), VocabularyWriter())[1]:
+            counts[prompt.descriptors["subject"]] = counts.get(prompt.descriptors["subject"], 0) + 1
+    assert max(counts.values()) / sum(counts.values()) <= 0.10, sorted(counts.items(), key=lambda kv: -kv[1])[:4]
+
+
+def _distance(prompts) -> float:
+    return float(np.mean([sum(a.descriptors[s] != b.descriptors[s] for s in SLOT_ORDER) / len(SLOT_ORDER)
+                          for a, b in combinations(prompts, 2)]))
+
+
+def test_convergent_prompts_stay_at_the_best_choice_and_close_together():
+    at_best = slots = 0
+    near, far = [], []
+    for sample_idx, clip in enumerate(varied_set()):
+        emotion, prompts = sample_prompts(clip, sample_idx, PromptPlan(), VocabularyWriter())
+        for prompt in prompts[:3]:
+            for slot in SLOT_ORDER:
+                phrases, score = _slot_scores(slot, emotion, not clip.mode_is_clear)
+                at_best += prompt.descriptors[slot] == phrases[int(np.argmax(score))]
+                slots += 1
+        for temperature, bucket in ((0.4, near), (0.8, far)):
+            plan = PromptPlan(convergent=3, divergent=0, convergent_temperature=temperature)
+            bucket.append(_distance(sample_prompts(clip, sample_idx, plan, VocabularyWriter())[1]))
+    assert at_best / slots >= 0.80
+    assert np.mean(near) <= 0.5 * np.mean(far), (np.mean(near), np.mean(far))
+
+
+@pytest.mark.parametrize("tonality", ["major", "minor"])
+def test_palettes_reach_both_ends_of_lightness(tonality):
+    """Minor music got 'lush emerald and lime' in a quarter of its prompts; the dark palettes were rarely reached."""
+    from music2image.music.mapping import PALETTES
+
+    lightness = []
+    for sample_idx, clip in enumerate(c for c in varied_set() if c.tonality == tonality and c.mode_is_clear):
+        lightness += [PALETTES[p.descriptors["palette"]][0]
+                      for p in sample_prompts(clip, sample_idx, PromptPlan(), VocabularyWriter())[1]]
+    if tonality == "minor":
+        assert np.mean(np.array(lightness) <= 0.35) >= 0.3
+    else:
+        assert np.mean(np.array(lightness) >= 0.6) >= 0.5
