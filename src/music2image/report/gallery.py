@@ -102,7 +102,7 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
                 cards = []
                 for entry in (e for e in entries if e.mode == mode):
                     card, recipe = _card(output_dir, entry, thumb_size, prefix, len(recipes), unreadable)
-                    card = replace(card, measures=_measures_text(measures.get(entry.image_path or "")))
+                    card = replace(card, measures=_measures_text(measures.get(entry.image_path or "", {})))
                     cards.append(card)
                     recipes.append(recipe)
                 groups.append((mode, tuple(cards)))
