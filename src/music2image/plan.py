@@ -31,6 +31,17 @@ def recipe_key(recipe: dict, seed: int, prompt: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
+def _recipe_keys(recipe: dict):
+    """`recipe_key` for one recipe and many prompts: the same text, with the recipe serialised once (100k
+    prompts re-serialised it 100k times). The keys of `{"prompt", "recipe", "seed"}` in sorted order."""
+    recipe_text = json.dumps(recipe, sort_keys=True, ensure_ascii=False)
+
+    def key(seed: int, prompt: str) -> str:
+        text = f'{{"prompt": {json.dumps(prompt, ensure_ascii=False)}, "recipe": {recipe_text}, "seed": {seed}}}'
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+    return key
+
+
 @dataclass(frozen=True)
 class Job:
     """One image to make."""
@@ -51,6 +62,7 @@ class Job:
 
 def plan_jobs(prompts: list[SelectedPrompt], settings: GenerationSettings, recipe: dict) -> list[Job]:
     jobs = []
+    key_of = _recipe_keys(recipe)
     for prompt in prompts:
         seed = image_seed(settings.seed, prompt.sample_idx, prompt.prompt_id)
         jobs.append(
@@ -62,7 +74,7 @@ def plan_jobs(prompts: list[SelectedPrompt], settings: GenerationSettings, recip
                 visual_prompt=prompt.visual_prompt,
                 seed=seed,
                 image_path=image_relpath(prompt.sample_idx, prompt.prompt_id, settings.image_format),
-                recipe_key=recipe_key(recipe, seed, prompt.visual_prompt),
+                recipe_key=key_of(seed, prompt.visual_prompt),
             )
         )
     return jobs

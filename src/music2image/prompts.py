@@ -305,3 +305,27 @@ def select_prompts(
     if limit is not None:
         selected = selected[:limit]
     return Selection(selected, skipped)
+
+
+def refuse_empty_selection(source: str, prompts_file: PromptsFile, selection: Selection, samples: int | None = None,
+                           limit: int | None = None, sample_range: tuple[int, int] | None = None) -> None:
+    """A selection of no sample at all is a mistake (a --sample-range past the file's end, an empty file): say what
+    the file holds instead of writing an empty log. (Samples the audio stage could not analyse are selected, and
+    reported as skipped: a file of only those is a valid, empty run.)"""
+    if selection.prompts or selection.skipped_samples:
+        return
+    flags = []
+    if sample_range is not None:
+        flags.append(f"--sample-range {sample_range[0]}:{sample_range[1] if sample_range[1] < 10**9 else ''}")
+    if samples is not None:
+        flags.append(f"--samples {samples}")
+    if limit is not None:
+        flags.append(f"--limit {limit}")
+    usable = [s for s in prompts_file.samples if s.error is None and s.prompts]
+    ids = [s.sample_idx for s in prompts_file.samples]
+    holds = f"the file holds {len(ids)} sample(s)"
+    if ids:
+        holds += f" (sample_idx {min(ids)} to {max(ids)})"
+    holds += f", {len(usable)} with prompts, {sum(len(s.prompts) for s in usable)} prompt(s) in all"
+    what = f"{' '.join(flags)} selects no sample" if flags else "no sample to generate"
+    raise PromptFileError(source, [f"{what}: {holds}"])

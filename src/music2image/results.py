@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ExitStatus
 from .journal import ImageRecord
@@ -26,6 +26,9 @@ class RunResult:
     log_path: str | None = None  # written by the main process only
     summary_path: str | None = None
     process_index: int = 0  # under `accelerate launch`: which process this result is from
+    # The folder's other finished images (outside this selection): in the log and summary, not in the counts
+    # above, which are this selection's.
+    kept: list[ImageRecord] = field(default_factory=list)
 
     @property
     def successful(self) -> int:
