@@ -113,35 +113,48 @@ def _optional(check):
     return lambda value: value is None or check(value)
 
 
-_is_text = lambda value: isinstance(value, str)  # noqa: E731
-# What each field of an image record must be; a record that breaks one is skipped (and counted).
+# What each field of an image record must be (its kind, checked in `_valid_fields`); a record that breaks one is
+# skipped (and counted). Checked by kind with plain `type() is` tests: 100k records validate in well under a second.
 _IMAGE_FIELDS = {
-    "sample_idx": lambda v: _is_int(v, 0, 999_999),
-    "prompt_id": lambda v: _is_int(v, 0, 999_999),
-    "mode": _is_text,
-    "temperature": _optional(_is_number),
-    "visual_prompt": _is_text,
-    "seed": lambda v: _is_int(v, 0, 2**32 - 1),
-    "recipe_key": _is_text,
-    "status": lambda v: v in ("success", "failed"),
-    "image_path": _optional(_is_text),
-    "sha256": _optional(_is_text),
-    "error": _optional(_is_text),
-    "error_type": _optional(_is_text),
-    "seconds": _optional(_is_number),
-    "notes": lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
-    "token_count": _optional(lambda v: _is_int(v)),
-    "prompt_encoding": _optional(_is_text),
-    "vae_decode_dtype": _optional(_is_text),
-    "offload": _optional(_is_text),
-    "vae_tiling": _optional(lambda v: isinstance(v, bool)),
-    "device": _optional(_is_text),
-    "run": _optional(lambda v: _is_int(v)),
-    "saved": _optional(lambda v: isinstance(v, bool)),
-    "size": _optional(lambda v: _is_int(v)),
-    "mtime_ns": _optional(lambda v: _is_int(v)),
+    "sample_idx": "id", "prompt_id": "id", "mode": "text", "temperature": "number?", "visual_prompt": "text",
+    "seed": "seed", "recipe_key": "text", "status": "status", "image_path": "text?", "sha256": "text?",
+    "error": "text?", "error_type": "text?", "seconds": "number?", "notes": "texts", "token_count": "count?",
+    "prompt_encoding": "text?", "vae_decode_dtype": "text?", "offload": "text?", "vae_tiling": "bool?",
+    "device": "text?", "run": "count?", "saved": "bool?", "size": "count?", "mtime_ns": "count?",
 }
-_FORMATS = tuple(EXTENSIONS)
+_BY_KIND = {kind: tuple(n for n, k in _IMAGE_FIELDS.items() if k == kind) for kind in set(_IMAGE_FIELDS.values())}
+_SUFFIXES = tuple(EXTENSIONS.values())
+
+
+def _valid_fields(get) -> bool:
+    for name in _BY_KIND["id"]:
+        value = get(name)
+        if type(value) is not int or not 0 <= value <= 999_999:
+            return False
+    seed = get("seed")
+    if type(seed) is not int or not 0 <= seed <= 2**32 - 1 or get("status") not in ("success", "failed"):
+        return False
+    for name in _BY_KIND["text"]:
+        if type(get(name)) is not str:
+            return False
+    for name in _BY_KIND["text?"]:
+        value = get(name)
+        if value is not None and type(value) is not str:
+            return False
+    for name in _BY_KIND["count?"]:
+        value = get(name)
+        if value is not None and (type(value) is not int or not 0 <= value <= 2**63):
+            return False
+    for name in _BY_KIND["number?"]:
+        value = get(name)
+        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+            return False
+    for name in _BY_KIND["bool?"]:
+        value = get(name)
+        if value is not None and type(value) is not bool:
+            return False
+    notes = get("notes", [])
+    return type(notes) is list and all(type(note) is str for note in notes)
 
 
 @dataclass(frozen=True, slots=True)  # slots: a 100k-image journal is 100k of these in memory
@@ -200,19 +213,19 @@ class ImageRecord:
     @classmethod
     def from_journal(cls, record: dict) -> "ImageRecord | None":
         """The record, or None when a field is missing or of the wrong type (a hostile or damaged journal)."""
-        values = {}
-        for name, valid in _IMAGE_FIELDS.items():
-            value = record.get(name, [] if name == "notes" else None)
-            if not valid(value):
-                return None
-            values[name] = value
-        if values["status"] == "success" and values["image_path"] is not None and values["sha256"] is None:
+        get = record.get
+        if not _valid_fields(get):
+            return None
+        path = get("image_path")
+        if get("status") == "success" and path is not None and get("sha256") is None:
             return None
         # A path is only ever the one its ids give (nothing in a journal may point a reader elsewhere).
-        if values["image_path"] is not None and values["image_path"] not in (
-                image_relpath(values["sample_idx"], values["prompt_id"], fmt) for fmt in _FORMATS):
-            return None
-        values["notes"] = tuple(values["notes"])
+        if path is not None:
+            stem = image_relpath(get("sample_idx"), get("prompt_id"), "png").removesuffix(".png")
+            if not (path.startswith(stem) and path[len(stem):] in _SUFFIXES):
+                return None
+        values = {name: get(name) for name in _IMAGE_FIELDS}
+        values["notes"] = tuple(get("notes", ()))
         return cls(**values)
 
     def to_journal(self, **stamp) -> dict:
