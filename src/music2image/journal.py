@@ -281,16 +281,15 @@ def _shard_records(path: Path):
     text). `record` is a dict, or _NOT_AN_OBJECT for well-formed JSON that is not an object; a torn or garbled
     line (a kill mid-write leaves one) is passed over without a word."""
     try:
-        handle = open(path, "rb")
+        with open(path, "rb") as handle:
+            for place, line in enumerate(handle):
+                try:
+                    record = json.loads(line)
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                yield place, (record if isinstance(record, dict) else _NOT_AN_OBJECT)
     except FileNotFoundError:
         return
-    with handle:
-        for place, line in enumerate(handle):
-            try:
-                record = json.loads(line)
-            except (ValueError, UnicodeDecodeError):
-                continue
-            yield place, (record if isinstance(record, dict) else _NOT_AN_OBJECT)
 
 
 def _read_all(output_dir: Path) -> list[tuple[str, dict]]:

@@ -44,8 +44,9 @@ def lora_source_problems(source: str) -> list[str]:
         if lora_weights_file(source) is not None:
             return []
         found = len(list(path.glob("*.safetensors")))
-        return [f"--lora {source}: folder holds no .safetensors file" if not found else
-                f"--lora {source}: folder holds {found} .safetensors files and no {LORA_WEIGHT_NAME}; give the file"]
+        if not found:
+            return [f"--lora {source}: folder holds no .safetensors file"]
+        return [f"--lora {source}: folder holds {found} .safetensors files and no {LORA_WEIGHT_NAME}; give the file"]
     if source.startswith((".", "/", "~")) or source.count("/") != 1:
         return [f"--lora {source}: no such file or folder (and not a hub id like latent-consistency/lcm-lora-sdxl)"]
     return []
