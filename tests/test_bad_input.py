@@ -212,3 +212,21 @@ def test_fuzz_json_shaped_like_prompts(value):
     else:
         keys = [(s.sample_idx, p.prompt_id) for s in parsed.samples for p in s.prompts]
         assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize("flags, doc, expected", [
+    (["--sample-range", "500:600"], prompts_doc(samples=3),
+     "--sample-range 500:600 selects no sample: the file holds 3 sample(s) (sample_idx 0 to 2), 3 with prompts, "
+     "15 prompt(s) in all"),
+    (["--sample-range", "7:"], prompts_doc(samples=3, error_samples=(1,)),
+     "--sample-range 7: selects no sample: the file holds 3 sample(s) (sample_idx 0 to 2), 2 with prompts"),
+    (["--samples", "2", "--limit", "4"], {"samples": []},
+     "--samples 2 --limit 4 selects no sample: the file holds 0 sample(s), 0 with prompts"),
+    ([], {"samples": []}, "no sample to generate: the file holds 0 sample(s)"),
+])
+def test_an_empty_selection_says_what_the_file_holds(flags, doc, expected, workdir, tiny_model, capsys):
+    (workdir / "p.json").write_text(json.dumps(doc))
+    assert run_cli("generate", "--prompts-file", "p.json", "--model", str(tiny_model / "base"), *SMALL, *flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("music2image: error: p.json: ") and expected in err, err
+    assert sorted(p.name for p in workdir.iterdir()) == ["p.json"]  # no output folder

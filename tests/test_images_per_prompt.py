@@ -44,8 +44,10 @@ def test_adding_images_later_keeps_the_first_ones_and_makes_only_the_new(ten_pro
     assert metadata["generated_this_run"] == 4
     # Going back to one image per prompt: the first images are still done, and the log is the seed's shape again.
     assert run_cli(*flags) == 0
-    entries = _entries(workdir)
+    entries = [e for e in _entries(workdir) if e.get("in_selection", True)]
     assert len(entries) == 2 and "image_index" not in entries[0]
+    # The folder's other finished images (k = 1..3) are still described, marked as outside this selection.
+    assert len([e for e in _entries(workdir) if e.get("in_selection") is False]) == 6
     assert read_json(workdir / "images" / "image_generation_log.json")["metadata"]["generated_this_run"] == 0
 
 

@@ -1,6 +1,8 @@
 """--lora: a LoRA fused into the base, as few-step models (LCM-LoRA, Lightning, Hyper-SD) and styles need it."""
 
+import hashlib
 import json
+import shutil
 
 import pytest
 from conftest import SMALL, model_flags, prompts_doc, read_json, run_cli
@@ -56,6 +58,11 @@ def test_lora_changes_the_images_is_in_the_recipe_and_scale_zero_is_the_plain_mo
         assert np.array_equal(a, b)
     recipe = read_recipe(next((workdir / "lora").rglob("*.png")))["recipe"]
     assert recipe["lora"] == str(tiny_lora) and recipe["lora_scale"] == 1.0
+    # A folder LoRA is the hash of the file diffusers loads from it; a run without a LoRA has no LoRA keys at all.
+    weights = (tiny_lora / "pytorch_lora_weights.safetensors").read_bytes()
+    assert recipe["lora_sha256"] == hashlib.sha256(weights).hexdigest()
+    plain_recipe = read_recipe(next((workdir / "plain").rglob("*.png")))["recipe"]
+    assert not {key for key in plain_recipe if key.startswith("lora")}
     assert read_json(workdir / "lora" / "image_generation_log.json")["metadata"]["lora"] == str(tiny_lora)
     # Resuming into the folder without the LoRA is another recipe: refused.
     assert run_cli(*flags, "--output-dir", "lora") == 2
@@ -80,3 +87,30 @@ def test_bad_lora_is_refused_before_anything_loads(value, message, prompts, tiny
     assert run_cli(*prompts, *model_flags(tiny_model), *SMALL, "--lora", value) == 2
     assert message in capsys.readouterr().err
     assert not (workdir / "images").exists()
+
+
+def test_the_lora_file_is_in_the_recipe_so_other_weights_at_its_path_are_refused(prompts, tiny_model, tiny_lora,
+                                                                                 workdir, capsys):
+    from safetensors.torch import load_file, save_file
+
+    lora = workdir / "style.safetensors"
+    shutil.copy(tiny_lora / "pytorch_lora_weights.safetensors", lora)
+    flags = [*prompts, *model_flags(tiny_model), *SMALL, "--lora", str(lora)]
+    assert run_cli(*flags) == 0
+    png = next((workdir / "images").rglob("*.png"))
+    document = read_recipe(png)
+    data = lora.read_bytes()
+    assert document["recipe"]["lora_sha256"] == hashlib.sha256(data).hexdigest()
+    # A1111 names a LoRA by the first 12 hex digits of the sha256 of its tensor data (past the safetensors header).
+    tensors_sha256 = hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()
+    assert f'Lora hashes: "style: {tensors_sha256[:12]}"' in document["parameters"]
+    assert document["parameters"].splitlines()[0].endswith(" <lora:style:1>")
+
+    save_file({name: tensor * 2 for name, tensor in load_file(lora).items()}, lora)  # other weights, same path
+    capsys.readouterr()
+    assert run_cli(*flags) == 2
+    err = capsys.readouterr().err
+    assert "holds images made with another recipe" in err and "lora_sha256: " in err
+    assert run_cli("regenerate", str(png)) == 2
+    err = capsys.readouterr().err
+    assert f"was made from {lora} with sha256 {hashlib.sha256(data).hexdigest()}" in err and "the LoRA changed" in err

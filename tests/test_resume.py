@@ -177,7 +177,7 @@ def test_resume_makes_missing_corrupt_failed_and_changed_images_only(workdir, ti
     (images / "sample_000" / "sample_000_prompt_02.png").write_bytes(b"not a png")
     doc["samples"][0]["prompts"][3]["visual_prompt"] = "a completely different prompt"
     (workdir / "p.json").write_text(json.dumps(doc))
-    assert run_cli(*args) == 0
+    assert run_cli(*args, "--replace-changed") == 0  # (without it: refused, see the test below)
     made_again = [(r["sample_idx"], r["prompt_id"]) for r in _image_records(images)][5:]
     assert made_again == [(0, 1), (0, 2), (0, 3)]
     now = _files(images)
@@ -206,3 +206,62 @@ def test_pickle_only_model_folders_are_refused(tiny_model, workdir, capsys):
     err = capsys.readouterr().err
     assert "--model pickled: could not load the model" in err
     assert not (workdir / "images").exists()
+
+
+def test_another_prompts_file_does_not_silently_replace_finished_images(workdir, tiny_model, capsys):
+    doc = prompts_doc(samples=2)
+    (workdir / "p.json").write_text(json.dumps(doc))
+    args = ["generate", *model_flags(tiny_model), *SMALL, "--quiet"]
+    assert run_cli(*args, "--prompts-file", "p.json") == 0
+    images = workdir / "images"
+    before = _files(images)
+    journal = (images / JOURNAL_NAME).read_bytes()
+    other = json.loads(json.dumps(doc))
+    for prompt in other["samples"][0]["prompts"]:  # same ids, other texts
+        prompt["visual_prompt"] = "another file's prompt " + str(prompt["prompt_id"]) + " x" * 40
+    (workdir / "other.json").write_text(json.dumps(other))
+    capsys.readouterr()
+
+    assert run_cli(*args, "--prompts-file", "other.json") == 2
+    err = capsys.readouterr().err
+    assert "images: 5 finished image(s) would be replaced" in err and "--replace-changed" in err
+    shortened = json.dumps(other["samples"][0]["prompts"][0]["visual_prompt"][:47] + "…", ensure_ascii=False)
+    assert f'sample 0 prompt 0: "golden concert stage, painting number 0-0" there, {shortened} now' in err
+    assert "... and 2 more" in err and "Traceback" not in err and "loaded" not in err
+    assert _files(images) == before and (images / JOURNAL_NAME).read_bytes() == journal  # nothing written
+
+    # Asked for, and only for what is selected: the rest of the folder stays, and stays in the log and summary.
+    assert run_cli(*args, "--prompts-file", "other.json", "--replace-changed", "--limit", "3") == 0
+    after = _files(images)
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {f"sample_000/sample_000_prompt_0{p}.png" for p in range(3)}
+    log = read_json(images / "image_generation_log.json")
+    entries = log["generated_images"]
+    assert [(e["sample_idx"], e["prompt_id"], e.get("in_selection", True)) for e in entries] == \
+        [(0, p, True) for p in range(3)] + [(0, 3, False), (0, 4, False)] + [(1, p, False) for p in range(5)]
+    assert entries[0]["visual_prompt"].startswith("another file's prompt 0")
+    assert entries[3]["visual_prompt"] == doc["samples"][0]["prompts"][3]["visual_prompt"]  # what that file shows
+    meta = log["metadata"]
+    assert (meta["total_prompts"], meta["successful"], meta["pending"], meta["kept_outside_selection"]) == (10, 10, 0, 7)
+    summary = read_json(images / "image_generation_summary.json")
+    assert summary["total_images_generated"] == 10 and summary["by_mode"] == {"convergent": 6, "divergent": 4}
+
+
+def test_a_sample_range_run_keeps_the_other_samples_in_log_and_summary(workdir, tiny_model):
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=2)))
+    args = ["generate", "--prompts-file", "p.json", *model_flags(tiny_model), *SMALL, "--quiet"]
+    assert run_cli(*args, "--sample-range", "0:1") == 0
+    assert run_cli(*args, "--sample-range", "1:2") == 0
+    log = read_json(workdir / "images" / "image_generation_log.json")
+    assert [(e["sample_idx"], "in_selection" in e) for e in log["generated_images"]] == \
+        [(1, False)] * 5 + [(0, True)] * 5
+    assert log["metadata"]["successful"] == 10 and log["metadata"]["generated_this_run"] == 5
+    summary = read_json(workdir / "images" / "image_generation_summary.json")
+    assert summary["total_images_generated"] == 10 and sorted(summary["by_sample"]) == ["0", "1"]
+    # An ordinary run over everything lists every image once, in file order, unmarked.
+    assert run_cli(*args) == 0
+    log = read_json(workdir / "images" / "image_generation_log.json")
+    assert [(e["sample_idx"], e["prompt_id"]) for e in log["generated_images"]] == \
+        [(s, p) for s in range(2) for p in range(5)]
+    assert not any("in_selection" in e for e in log["generated_images"])
+    assert "kept_outside_selection" not in log["metadata"]

@@ -159,7 +159,7 @@ def save_image(saving: _Saving, job: Job, outcome: ImageOutcome, seconds: float)
     """Runs on the writer thread: encode with the recipe inside, write atomically, then journal it."""
     context = saving.context
     tokens = saving.tokens[job.key]
-    image_path = sha256 = None
+    image_path = sha256 = size = mtime_ns = None
     if outcome.pixels is not None and context.save_images:
         text = image_metadata(job, context.settings, saving.recipe, saving.device, saving.revisions,
                               saving.versions)
@@ -168,6 +168,8 @@ def save_image(saving: _Saving, job: Job, outcome: ImageOutcome, seconds: float)
         target.parent.mkdir(parents=True, exist_ok=True)
         context.files.write_atomic(target, data)
         image_path, sha256 = job.image_path, hashlib.sha256(data).hexdigest()
+        written = os.stat(target)  # resume trusts a file that still has this size and mtime (journal.is_finished)
+        size, mtime_ns = written.st_size, written.st_mtime_ns
     record = ImageRecord.made(
         job,
         status="failed" if outcome.pixels is None else "success",
@@ -185,6 +187,8 @@ def save_image(saving: _Saving, job: Job, outcome: ImageOutcome, seconds: float)
         device=saving.device,
         run=saving.run_number,
         saved=context.save_images,
+        size=size,
+        mtime_ns=mtime_ns,
     )
     saving.journal.append(record.to_journal(pid=os.getpid(), t=time.time(), time=now_iso()))
     return record

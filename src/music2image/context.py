@@ -23,6 +23,8 @@ class RunContext:
     sample_range: tuple[int, int] | None = None
     save_images: bool = True
     overwrite: bool = False
+    replace_changed: bool = False  # remake finished images whose prompt text the prompts file changed
+    verify: bool = False  # re-hash every finished image instead of trusting its recorded size and mtime
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     stop: threading.Event = field(default_factory=threading.Event)  # set it to stop after the batch in flight
     files: Files = DEFAULT_FILES  # the write path (tests pass one that crashes inside it)

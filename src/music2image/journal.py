@@ -15,13 +15,15 @@ import json
 import logging
 import math
 import os
+import stat
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OutputDirError
 from .outputs.files import DEFAULT_FILES, Files
-from .plan import Job
+from .plan import EXTENSIONS, Job, image_relpath
 
 log = logging.getLogger("music2image")
 
@@ -111,36 +113,54 @@ def _optional(check):
     return lambda value: value is None or check(value)
 
 
-_is_text = lambda value: isinstance(value, str)  # noqa: E731
-# What each field of an image record must be; a record that breaks one is skipped (and counted).
+# What each field of an image record must be (its kind, checked in `_valid_fields`); a record that breaks one is
+# skipped (and counted). Checked by kind with plain `type() is` tests: 100k records validate in well under a second.
 _IMAGE_FIELDS = {
-    "sample_idx": lambda v: _is_int(v, 0, 999_999),
-    "prompt_id": lambda v: _is_int(v, 0, 999_999),
-    "image_index": lambda v: _is_int(v, 0, 999),
-    "mode": _is_text,
-    "temperature": _optional(_is_number),
-    "visual_prompt": _is_text,
-    "seed": lambda v: _is_int(v, 0, 2**32 - 1),
-    "recipe_key": _is_text,
-    "status": lambda v: v in ("success", "failed"),
-    "image_path": _optional(_is_text),
-    "sha256": _optional(_is_text),
-    "error": _optional(_is_text),
-    "error_type": _optional(_is_text),
-    "seconds": _optional(_is_number),
-    "notes": lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
-    "token_count": _optional(lambda v: _is_int(v)),
-    "prompt_encoding": _optional(_is_text),
-    "vae_decode_dtype": _optional(_is_text),
-    "offload": _optional(_is_text),
-    "vae_tiling": _optional(lambda v: isinstance(v, bool)),
-    "device": _optional(_is_text),
-    "run": _optional(lambda v: _is_int(v)),
-    "saved": _optional(lambda v: isinstance(v, bool)),
+    "sample_idx": "id", "prompt_id": "id", "mode": "text", "temperature": "number?", "visual_prompt": "text",
+    "seed": "seed", "recipe_key": "text", "status": "status", "image_path": "text?", "sha256": "text?",
+    "error": "text?", "error_type": "text?", "seconds": "number?", "notes": "texts", "token_count": "count?",
+    "prompt_encoding": "text?", "vae_decode_dtype": "text?", "offload": "text?", "vae_tiling": "bool?",
+    "device": "text?", "run": "count?", "saved": "bool?", "size": "count?", "mtime_ns": "count?",
 }
+_BY_KIND = {kind: tuple(n for n, k in _IMAGE_FIELDS.items() if k == kind) for kind in set(_IMAGE_FIELDS.values())}
+_SUFFIXES = tuple(EXTENSIONS.values())
 
 
-@dataclass(frozen=True)
+def _valid_fields(get) -> bool:
+    for name in _BY_KIND["id"]:
+        value = get(name)
+        if type(value) is not int or not 0 <= value <= 999_999:
+            return False
+    seed = get("seed")
+    if type(seed) is not int or not 0 <= seed <= 2**32 - 1 or get("status") not in ("success", "failed"):
+        return False
+    for name in _BY_KIND["text"]:
+        if type(get(name)) is not str:
+            return False
+    for name in _BY_KIND["text?"]:
+        value = get(name)
+        if value is not None and type(value) is not str:
+            return False
+    for name in _BY_KIND["count?"]:
+        value = get(name)
+        if value is not None and (type(value) is not int or not 0 <= value <= 2**63):
+            return False
+    for name in _BY_KIND["number?"]:
+        value = get(name)
+        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+            return False
+    for name in _BY_KIND["bool?"]:
+        value = get(name)
+        if value is not None and type(value) is not bool:
+            return False
+    image_index = get("image_index", 0)  # absent in journals from before --images-per-prompt
+    if type(image_index) is not int or not 0 <= image_index <= 999:
+        return False
+    notes = get("notes", [])
+    return type(notes) is list and all(type(note) is str for note in notes)
+
+
+@dataclass(frozen=True, slots=True)  # slots: a 100k-image journal is 100k of these in memory
 class ImageRecord:
     """One finished image, made or failed: what the journal holds, the log lists, the summary counts."""
 
@@ -167,6 +187,10 @@ class ImageRecord:
     run: int | None = None  # the run that made it (see RunRecord.run); None in journals from before 0.2
     saved: bool | None = None  # False: made by a --no-save run, so there is no file to keep
     image_index: int = 0  # k of --images-per-prompt K (0 in journals from before the flag)
+    # The file's size and mtime (ns) right after it was written: resume trusts a file that still has both
+    # (None in journals from before 0.3, whose files are hashed instead).
+    size: int | None = None
+    mtime_ns: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -194,15 +218,20 @@ class ImageRecord:
     @classmethod
     def from_journal(cls, record: dict) -> "ImageRecord | None":
         """The record, or None when a field is missing or of the wrong type (a hostile or damaged journal)."""
-        values = {}
-        for name, valid in _IMAGE_FIELDS.items():
-            value = record.get(name, {"notes": [], "image_index": 0}.get(name))
-            if not valid(value):
-                return None
-            values[name] = value
-        if values["status"] == "success" and values["image_path"] is not None and values["sha256"] is None:
+        get = record.get
+        if not _valid_fields(get):
             return None
-        values["notes"] = tuple(values["notes"])
+        path = get("image_path")
+        if get("status") == "success" and path is not None and get("sha256") is None:
+            return None
+        # A path is only ever the one its ids give (nothing in a journal may point a reader elsewhere).
+        if path is not None:
+            stem = image_relpath(get("sample_idx"), get("prompt_id"), "png", get("image_index", 0)).removesuffix(".png")
+            if not (path.startswith(stem) and path[len(stem):] in _SUFFIXES):
+                return None
+        values = {name: get(name) for name in _IMAGE_FIELDS}
+        values["notes"] = tuple(get("notes", ()))
+        values["image_index"] = get("image_index", 0)
         return cls(**values)
 
     def to_journal(self, **stamp) -> dict:
@@ -244,48 +273,79 @@ class JournalState:
     current: dict[tuple[int, int], ImageRecord] = field(default_factory=dict)  # records of `current_run`
 
 
+def _order(record: dict, shard: str, place: int) -> tuple:
+    """Where a record stands in the journal's history: records of older journals (no `run` number) first, by
+    the time stamps they were written with; then every record with a run number, by run and by its place in
+    its shard (the order it was written: clocks may step back or differ between machines)."""
+    if _is_int(record.get("run")):
+        return (1, record["run"], shard, place)
+    stamp = record.get("t")
+    return (0, stamp if _is_number(stamp) else 0.0, shard, place)
+
+
+_NOT_AN_OBJECT = object()
+
+
+def _shard_records(path: Path):
+    """(place, record) for each line of one shard, read as a stream (a 100k-record journal is never held as
+    text). `record` is a dict, or _NOT_AN_OBJECT for well-formed JSON that is not an object; a torn or garbled
+    line (a kill mid-write leaves one) is passed over without a word."""
+    try:
+        with open(path, "rb") as handle:
+            for place, line in enumerate(handle):
+                try:
+                    record = json.loads(line)
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                yield place, (record if isinstance(record, dict) else _NOT_AN_OBJECT)
+    except FileNotFoundError:
+        return
+
+
 def _read_all(output_dir: Path) -> list[tuple[str, dict]]:
-    """(shard name, record) for every record of the journal and its shards, oldest first: records of older
-    journals (no `run` number) by the time stamps they were written with; then every record that has a run
-    number, by run and by its place in its shard (the order it was written; clocks may step or differ)."""
-    legacy, numbered = [], []
+    """(shard name, record) for every record of the journal and its shards, oldest first (see `_order`)."""
+    ordered = []
     for path in sorted(Path(output_dir).glob(JOURNAL_GLOB)):
-        for place, record in enumerate(Journal.read(path)):
-            if _is_int(record.get("run")):
-                numbered.append(((record["run"], path.name, place), path.name, record))
-            else:
-                stamp = record.get("t") if _is_number(record.get("t")) else 0.0
-                legacy.append(((stamp, len(legacy)), path.name, record))
-    legacy.sort(key=lambda item: item[0])
-    numbered.sort(key=lambda item: item[0])
-    return [(shard, record) for _key, shard, record in legacy + numbered]
+        for place, record in _shard_records(path):
+            if record is not _NOT_AN_OBJECT:
+                ordered.append((_order(record, path.name, place), path.name, record))
+    ordered.sort(key=lambda item: item[0])
+    return [(shard, record) for _order_key, shard, record in ordered]
 
 
 def read_journal_dir(output_dir: Path) -> list[dict]:
-    """Every record of the journal and its shards, oldest first (see `_read_all`)."""
+    """Every record of the journal and its shards, oldest first (see `_order`)."""
     return [record for _shard, record in _read_all(output_dir)]
 
 
+def _valid_run_record(record: dict) -> bool:
+    return (isinstance(record.get("recipe"), dict) and _optional(_is_int)(record.get("run"))
+            and _optional(_is_number)(record.get("t")))
+
+
 def read_state(output_dir: Path, current_run: int | None = None, warn: bool = True) -> JournalState:
-    """The folder's journal, validated and in write order. `current_run`: also collect that run's records apart
-    (--no-save ones too), for the report of the run that is writing them."""
-    images: dict[tuple[int, int], ImageRecord] = {}
+    """The folder's journal, validated, the latest record of each image in write order. `current_run`: also
+    collect that run's records apart (--no-save ones too), for the report of the run that is writing them.
+
+    One pass over each shard, keeping only the latest typed record per image: a 100k-record journal costs
+    100k small records in memory, never its text or its parsed dicts all at once."""
+    latest: dict[tuple[int, int], tuple[tuple, ImageRecord]] = {}
     current: dict[tuple[int, int], ImageRecord] = {}
-    recipe, last_run, has_images = None, 0, False
+    recipe, recipe_order, last_run, has_images = None, None, 0, False
     skipped: dict[str, int] = {}
-    for shard, raw in _read_all(output_dir):
-        kind = raw.get("type")
-        if kind == "run":
-            if isinstance(raw.get("recipe"), dict):
-                recipe = raw["recipe"]
-            else:
+    for path in sorted(Path(output_dir).glob(JOURNAL_GLOB)):
+        shard = path.name
+        for place, raw in _shard_records(path):
+            kind = raw.get("type") if raw is not _NOT_AN_OBJECT else None
+            record = ImageRecord.from_journal(raw) if kind == "image" else None
+            if record is None and not (kind == "run" and _valid_run_record(raw)):
                 skipped[shard] = skipped.get(shard, 0) + 1
-            if _is_int(raw.get("run")):
-                last_run = max(last_run, raw["run"])
-        elif kind == "image":
-            record = ImageRecord.from_journal(raw)
-            if record is None:
-                skipped[shard] = skipped.get(shard, 0) + 1
+                continue
+            order = _order(raw, shard, place)
+            if kind == "run":
+                if recipe_order is None or order > recipe_order:
+                    recipe, recipe_order = raw["recipe"], order
+                last_run = max(last_run, raw.get("run") or 0)
                 continue
             has_images = has_images or record.ok
             if record.run is not None:
@@ -294,28 +354,53 @@ def read_state(output_dir: Path, current_run: int | None = None, warn: bool = Tr
                     current[record.key] = record
             if record.saved is False or (record.saved is None and record.ok and record.image_path is None):
                 continue  # a --no-save run's record: the files of earlier runs are still there to keep
-            images[record.key] = record
+            previous = latest.get(record.key)
+            if previous is None or order > previous[0]:
+                latest[record.key] = (order, record)
     if skipped and warn:
         where = ", ".join(f"{count} in {name}" for name, count in sorted(skipped.items()))
         log.warning("%s: passed over %d invalid journal record(s) (%s)", output_dir, sum(skipped.values()), where)
+    images = {key: record for key, (_order_key, record) in latest.items()}
     return JournalState(images, recipe, last_run, has_images, skipped, current)
 
 
 def file_sha256(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
 
 
-def is_finished(job: Job, record: ImageRecord | None, output_dir: Path) -> bool:
-    """The latest record is a success with the same recipe, and its file is still there, byte for byte (a
-    missing or corrupt image is made again)."""
+def is_finished(job: Job, record: ImageRecord | None, output_dir: Path, verify: bool = False) -> bool:
+    """The latest record is a success with the same recipe, and its file is still the one written: the same
+    size and modification time as recorded when it was written (one stat, not a read), or, with `verify` or
+    for a record from before sizes were recorded, the same sha256. A missing, truncated or replaced image is
+    made again; one altered in place with its size and mtime kept is only caught by `verify`."""
     if record is None or not record.has_file or record.recipe_key != job.recipe_key:
         return False
     if record.image_path != job.image_path:
         return False
-    return file_sha256(Path(output_dir) / job.image_path) == record.sha256
+    path = os.path.join(output_dir, job.image_path)
+    if verify or record.size is None or record.mtime_ns is None:
+        return file_sha256(path) == record.sha256
+    try:
+        found = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(found.st_mode) and (found.st_size, found.st_mtime_ns) == (record.size, record.mtime_ns)
+
+
+def changed_prompts(jobs: list[Job], state: JournalState, output_dir: Path) -> list[tuple[Job, ImageRecord]]:
+    """(job, record) for each finished image whose prompt text the prompts file now changes: making the job would
+    replace an image that is there (same ids, same path, another prompt)."""
+    changed = []
+    for job in jobs:
+        record = state.images.get(job.key)
+        if (record is not None and record.has_file and record.image_path == job.image_path
+                and record.visual_prompt != job.visual_prompt
+                and os.path.exists(os.path.join(output_dir, job.image_path))):
+            changed.append((job, record))
+    return changed
 
 
 def refuse_other_recipe(output_dir: Path, state: JournalState, recipe: dict) -> None:
@@ -336,3 +421,24 @@ def refuse_other_recipe(output_dir: Path, state: JournalState, recipe: dict) -> 
         + "\nRe-run with the same settings to resume, add --overwrite to regenerate everything here, "
         "or choose another --output-dir."
     )
+
+
+def refuse_changed_prompts(output_dir: Path, changed: list[tuple[Job, ImageRecord]], shown: int = 3) -> None:
+    """Replacing finished images because the prompts file now gives them other texts must be asked for."""
+    if not changed:
+        return
+    examples = [f"  sample {job.sample_idx} prompt {job.prompt_id}: {_short(record.visual_prompt)} there, "
+                f"{_short(job.visual_prompt)} now" for job, record in changed[:shown]]
+    more = [f"  ... and {len(changed) - shown} more"] if len(changed) > shown else []
+    raise OutputDirError(
+        f"{output_dir}: {len(changed)} finished image(s) would be replaced: the prompts file gives them other "
+        "prompts than they were made with:\n" + "\n".join(examples + more)
+        + "\nAdd --replace-changed to make them again with the new prompts (--overwrite regenerates everything), "
+        "or choose another --output-dir."
+    )
+
+
+def _short(text: str, limit: int = 48) -> str:
+    """Quoted and cut, with every control character escaped (the journal is untrusted; this goes to a terminal)."""
+    quoted = json.dumps(text if len(text) <= limit else text[: limit - 1] + "…", ensure_ascii=False)
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cc" else c for c in quoted)

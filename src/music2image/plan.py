@@ -41,6 +41,17 @@ def recipe_key(recipe: dict, seed: int, prompt: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
+def _recipe_keys(recipe: dict):
+    """`recipe_key` for one recipe and many prompts: the same text, with the recipe serialised once (100k
+    prompts re-serialised it 100k times). The keys of `{"prompt", "recipe", "seed"}` in sorted order."""
+    recipe_text = json.dumps(recipe, sort_keys=True, ensure_ascii=False)
+
+    def key(seed: int, prompt: str) -> str:
+        text = f'{{"prompt": {json.dumps(prompt, ensure_ascii=False)}, "recipe": {recipe_text}, "seed": {seed}}}'
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+    return key
+
+
 @dataclass(frozen=True)
 class Job:
     """One image to make."""
@@ -63,6 +74,7 @@ class Job:
 def plan_jobs(prompts: list[SelectedPrompt], settings: GenerationSettings, recipe: dict) -> list[Job]:
     """Every image to make, in prompts-file order, a prompt's K images (--images-per-prompt) together."""
     jobs = []
+    key_of = _recipe_keys(recipe)
     for prompt in prompts:
         for image_index in range(settings.images_per_prompt):
             seed = image_seed(settings.seed, prompt.sample_idx, prompt.prompt_id, image_index, settings.seed_scope)
@@ -75,7 +87,7 @@ def plan_jobs(prompts: list[SelectedPrompt], settings: GenerationSettings, recip
                     visual_prompt=prompt.visual_prompt,
                     seed=seed,
                     image_path=image_relpath(prompt.sample_idx, prompt.prompt_id, settings.image_format, image_index),
-                    recipe_key=recipe_key(recipe, seed, prompt.visual_prompt),
+                    recipe_key=key_of(seed, prompt.visual_prompt),
                     image_index=image_index,
                 )
             )

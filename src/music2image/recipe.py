@@ -13,7 +13,8 @@ from pathlib import Path
 from .version import __version__
 from .plan import Job
 from .settings import GenerationSettings, declared_settings, default_of
-from .single_file import SHORT_HASH_LENGTH, checkpoint_sha256, is_single_file
+from .single_file import SHORT_HASH_LENGTH, checkpoint_sha256, is_single_file, lora_sha256s
+from .sources import lora_weights_file
 from .outputs.image import a1111_parameters
 
 RECIPE_FORMAT = "music2image-recipe/1"
@@ -23,6 +24,7 @@ CHECKPOINT_HASHES = (
     ("refiner_model_sha256", "refiner_model", lambda s: s.refiner),
     ("vae_sha256", "vae", lambda s: s.vae is not None),
 )
+LORA_SHORT_HASH_LENGTH = 12  # A1111's `Lora hashes`: the first 12 hex digits of the LoRA's tensor-data sha256
 
 
 def recipe_of(settings: GenerationSettings, dtype_name: str) -> dict:
@@ -42,6 +44,12 @@ def recipe_of(settings: GenerationSettings, dtype_name: str) -> dict:
     for key, source, applies in CHECKPOINT_HASHES:
         if applies(settings) and is_single_file(getattr(settings, source)):
             recipe[key] = checkpoint_sha256(getattr(settings, source))
+    # A local LoRA file's contents decide the pixels as much as its path: its sha256 (new weights at the same path
+    # are another recipe), and the hash A1111 names it by. A hub LoRA is named by its id.
+    lora_file = lora_weights_file(settings.lora) if settings.lora is not None else None
+    if lora_file is not None:
+        recipe["lora_sha256"], tensors_sha256 = lora_sha256s(lora_file)
+        recipe["lora_a1111_hash"] = tensors_sha256[:LORA_SHORT_HASH_LENGTH]
     return recipe
 
 
@@ -66,7 +74,20 @@ def changed_checkpoints(recipe: dict, settings: GenerationSettings) -> list[tupl
             now = checkpoint_sha256(path)
             if recipe.get(key) != now:
                 changed.append((path, recipe.get(key), now))
+    lora_file = lora_weights_file(settings.lora) if settings.lora is not None else None
+    if lora_file is not None and recipe.get("lora_sha256") is not None:  # (recipes before 0.3 hold no LoRA hash)
+        now = lora_sha256s(lora_file)[0]
+        if recipe["lora_sha256"] != now:
+            changed.append((str(lora_file), recipe["lora_sha256"], now))
     return changed
+
+
+def lora_name(source: str) -> str:
+    """The name A1111 gives a LoRA in `<lora:NAME:scale>` and `Lora hashes` (its file stem; here a folder's name,
+    as diffusers' folders all hold the same file name), without the `:` and `,` that would break the field."""
+    path = Path(source).expanduser()
+    name = path.stem if path.is_file() else path.name
+    return name.replace(":", "").replace(",", "")
 
 
 def library_versions() -> dict:
@@ -107,6 +128,8 @@ def _a1111_fields(job: Job, settings: GenerationSettings, recipe: dict) -> dict:
         "Refiner": refiner,
         "Refiner switch at": declared.pop("Refiner switch at", None),
     }
+    if recipe.get("lora_a1111_hash"):
+        declared["Lora hashes"] = f"{lora_name(settings.lora)}: {recipe['lora_a1111_hash']}"
     return {**fields, **declared, "Version": f"music2image {__version__}"}
 
 
@@ -128,9 +151,12 @@ def image_metadata(job: Job, settings: GenerationSettings, recipe: dict, device:
         "versions": versions or library_versions(),
         **({"revisions": revisions} if revisions else {}),
     }
+    # A1111 writes an applied LoRA into the prompt as `<lora:NAME:scale>` (that is how its users apply one).
+    prompt = job.visual_prompt
+    if settings.lora is not None:
+        prompt += f" <lora:{lora_name(settings.lora)}:{settings.lora_scale:g}>"
     return {
-        "parameters": a1111_parameters(job.visual_prompt, settings.negative_prompt,
-                                       _a1111_fields(job, settings, recipe)),
+        "parameters": a1111_parameters(prompt, settings.negative_prompt, _a1111_fields(job, settings, recipe)),
         "music2image": json.dumps(full, ensure_ascii=False, sort_keys=True),
     }
 

@@ -12,6 +12,7 @@ from .image_text import parse_recipe, read_image_text
 from .outputs.image import encode_image
 from .plan import Job
 from .recipe import changed_checkpoints, image_metadata, settings_from_recipe
+from .sources import lora_weights_file
 
 
 def read_recipe(image_path: str | os.PathLike) -> dict:
@@ -26,10 +27,12 @@ def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | 
     document = read_recipe(image_path)
     recipe = document["recipe"]
     settings = settings_from_recipe(recipe, device=device or document.get("device", "auto"), batch_size=1).validate()
+    changed_lora = str(lora_weights_file(settings.lora)) if settings.lora is not None else None
     for source, then, now in changed_checkpoints(recipe, settings):
         raise ModelLoadError(
             f"{image_path}: was made from {source} with sha256 {then}, but that file now has sha256 "
-            f"{now}: the checkpoint changed, so the image would not come out the same")
+            f"{now}: the {'LoRA' if source == changed_lora else 'checkpoint'} changed, so the image would not come "
+            "out the same")
     device = available_device(settings.device)
     job = Job(
         sample_idx=document["sample_idx"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ExitStatus
 from .journal import ImageRecord
@@ -31,6 +31,9 @@ class RunResult:
     @property
     def pending(self) -> int:
         return (self.total_prompts if self.total_images is None else self.total_images) - len(self.images)
+    # The folder's other finished images (outside this selection): in the log and summary, not in the counts
+    # above, which are this selection's.
+    kept: list[ImageRecord] = field(default_factory=list)
 
     @property
     def successful(self) -> int:

@@ -20,11 +20,12 @@ from .context import RunContext
 from .distributed import Launch
 from .engine import Engine, available_device, resolved_dtype_name
 from .errors import DiskError, OutputDirError
-from .journal import JOURNAL_GLOB, JOURNAL_NAME, Journal, is_finished, read_state, refuse_other_recipe
+from .journal import (JOURNAL_GLOB, JOURNAL_NAME, Journal, changed_prompts, is_finished, read_state,
+                      refuse_changed_prompts, refuse_other_recipe)
 from .outputs.documents import LOG_NAME, SUMMARY_NAME, TEXT_LOG_NAME, log_document, summary_document
 from .outputs.files import DEFAULT_FILES, Files, OutputLock, now_iso, remove_stale_temporaries
 from .plan import plan_jobs
-from .prompts import DEFAULT_PROMPTS_FILE, load_prompts, select_prompts
+from .prompts import DEFAULT_PROMPTS_FILE, load_prompts, refuse_empty_selection, select_prompts
 from .recipe import recipe_of
 from .results import RunResult
 from .settings import GenerationSettings
@@ -40,6 +41,8 @@ def generate(context: RunContext) -> RunResult:
     prompts = load_prompts(context.prompts_file)
     selection = select_prompts(prompts, samples=context.samples, limit=context.limit,
                                sample_range=context.sample_range)
+    refuse_empty_selection(context.prompts_name, prompts, selection, samples=context.samples, limit=context.limit,
+                           sample_range=context.sample_range)
 
     # 2. Device and dtype decide the recipe; the recipe and the ids decide every job's seed and path.
     device = available_device(launch.device(settings.device))
@@ -57,9 +60,12 @@ def generate(context: RunContext) -> RunResult:
             state = read_state(folder.path) if not context.overwrite else None
             if state is not None:
                 refuse_other_recipe(folder.path, state, recipe)
+                if context.save_images and not context.replace_changed:
+                    refuse_changed_prompts(folder.path, changed_prompts(jobs, state, folder.path))
             done = set()
             if context.save_images and state is not None:
-                done = {job.key for job in jobs if is_finished(job, state.images.get(job.key), folder.path)}
+                done = {job.key for job in jobs
+                        if is_finished(job, state.images.get(job.key), folder.path, context.verify)}
             for skipped in selection.skipped_samples:
                 log.warning("skipping sample %d: %s", skipped.sample_idx, skipped.reason)
             log.info("device: %s", device)
@@ -163,8 +169,12 @@ def _report(context: RunContext, recipe: dict, device: str, jobs, todo_keys: set
         # The prompts file may relabel a prompt (mode, temperature) without changing its image.
         images.append(record if (record.mode, record.temperature) == (job.mode, job.temperature)
                       else _relabel(record, job))
+    # The folder's finished images this selection did not select (another --sample-range, --limit, prompts
+    # file) stay in the log and summary: they describe the folder, not just this run.
+    selected = {job.key for job in jobs}
+    kept = [record for key, record in sorted(state.images.items()) if key not in selected and record.has_file]
     result = RunResult(str(context.output_dir), images, selection.skipped_samples, len(selection.prompts),
-                       generated_now, interrupted, device, total_images=len(jobs))
+                       generated_now, interrupted, device, total_images=len(jobs), kept=kept)
     extra = {
         "music2image_version": __version__,
         **{k: v for k, v in recipe.items() if k not in ("width", "height", "steps")},
@@ -244,6 +254,8 @@ class BatchImageGenerator:
         sample_range: tuple[int, int] | None = None,
         save_images: bool = True,
         overwrite: bool = False,
+        replace_changed: bool = False,
+        verify: bool = False,
         progress: bool | None = None,
         stop: threading.Event | None = None,
         files: Files = DEFAULT_FILES,
@@ -256,7 +268,8 @@ class BatchImageGenerator:
         self.prompts_file = prompts_file
         self.output_dir = Path(output_dir)
         self.context = RunContext(prompts_file, Path(output_dir), self.settings, limit, samples, sample_range,
-                                  save_images, overwrite, progress, stop or threading.Event(), files)
+                                  save_images, overwrite, replace_changed, verify, progress,
+                                  stop or threading.Event(), files)
 
     def request_stop(self) -> None:
         """Ask the run to stop after abandoning the batch in flight (what the CLI does on SIGINT/SIGTERM)."""

@@ -82,12 +82,23 @@ def hash_cache_path() -> Path:
 def checkpoint_sha256(path: str | os.PathLike) -> str:
     """The file's sha256, cached by (path, size, mtime) as A1111 caches its model hashes."""
     try:
-        return _sha256_cached(Path(path).expanduser().resolve())
+        return _sha256_cached(Path(path).expanduser().resolve())["sha256"]
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from exc
 
 
-def _sha256_cached(path: Path) -> str:
+def lora_sha256s(path: str | os.PathLike) -> tuple[str, str]:
+    """A LoRA file's sha256 (what the recipe compares) and the sha256 of its tensor data, past the safetensors
+    header: the hash A1111 writes in `Lora hashes` (its first 12 hex digits; kohya-ss' "addnet" hash, which
+    Civitai calls AutoV3), so that editing the file's metadata does not change it. One read, cached."""
+    try:
+        entry = _sha256_cached(Path(path).expanduser().resolve(), tensors=True)
+    except OSError as exc:
+        raise ModelLoadError(f"--lora {path}: cannot read the LoRA ({exc.strerror or exc})") from exc
+    return entry["sha256"], entry["tensors_sha256"]
+
+
+def _sha256_cached(path: Path, tensors: bool = False) -> dict:
     stat = path.stat()
     cache_file = hash_cache_path()
     try:
@@ -97,17 +108,28 @@ def _sha256_cached(path: Path) -> str:
     except (OSError, ValueError):
         cache = {}
     entry = cache.get(str(path))
-    if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
-        return entry["sha256"]
+    if (isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns
+            and isinstance(entry.get("sha256"), str) and (not tensors or isinstance(entry.get("tensors_sha256"), str))):
+        return entry
     log.info("hashing %s (%.1f GB; once, then cached)", path, stat.st_size / 1e9)
-    digest = hashlib.sha256()
+    whole, data = hashlib.sha256(), hashlib.sha256()
     with open(path, "rb") as handle:
+        head = handle.read(8)
+        whole.update(head)
+        # safetensors: 8 bytes of header length (little-endian), the JSON header, then the tensor data.
+        skip = int.from_bytes(head, "little") if tensors and len(head) == 8 else 0
         for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    cache[str(path)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
+            whole.update(block)
+            if skip < len(block):
+                data.update(block[skip:])
+            skip = max(0, skip - len(block))
+    entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": whole.hexdigest()}
+    if tensors:
+        entry["tensors_sha256"] = data.hexdigest()
+    cache[str(path)] = entry
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(cache_file, cache)
     except OSError:
         pass  # a read-only cache only costs hashing again next time
-    return digest.hexdigest()
+    return entry

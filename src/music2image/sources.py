@@ -10,9 +10,25 @@ from .single_file import is_single_file, single_file_problems
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 TINY_MODEL = "tiny"  # shortcut: the tiny random SDXL built in code (see tiny.py)
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # the file diffusers' save_lora_weights writes
 
-__all__ = ["DEFAULT_MODEL", "PICKLE_SUFFIXES", "TINY_MODEL", "is_single_file", "lora_source_problems", "model_config_problems",
-           "model_source_problems"]
+__all__ = ["DEFAULT_MODEL", "PICKLE_SUFFIXES", "TINY_MODEL", "is_single_file", "lora_source_problems",
+           "lora_weights_file", "model_config_problems", "model_source_problems"]
+
+
+def lora_weights_file(source: str) -> Path | None:
+    """The one local .safetensors file a --lora names: the file itself, or in a folder diffusers' own
+    `pytorch_lora_weights.safetensors` or else its only .safetensors file. None for a hub id (or an ambiguous
+    folder, which `lora_source_problems` refuses). Loading and the recipe's hash both use this file."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if (path / LORA_WEIGHT_NAME).is_file():
+            return path / LORA_WEIGHT_NAME
+        found = sorted(path.glob("*.safetensors"))
+        return found[0] if len(found) == 1 else None
+    return None
 
 
 def lora_source_problems(source: str) -> list[str]:
@@ -25,7 +41,12 @@ def lora_source_problems(source: str) -> list[str]:
     if path.is_file():
         return [] if path.suffix.lower() == ".safetensors" else [f"--lora {source}: not a .safetensors file"]
     if path.is_dir():
-        return [] if any(path.glob("*.safetensors")) else [f"--lora {source}: folder holds no .safetensors file"]
+        if lora_weights_file(source) is not None:
+            return []
+        found = len(list(path.glob("*.safetensors")))
+        if not found:
+            return [f"--lora {source}: folder holds no .safetensors file"]
+        return [f"--lora {source}: folder holds {found} .safetensors files and no {LORA_WEIGHT_NAME}; give the file"]
     if source.startswith((".", "/", "~")) or source.count("/") != 1:
         return [f"--lora {source}: no such file or folder (and not a hub id like latent-consistency/lcm-lora-sdxl)"]
     return []

@@ -22,6 +22,8 @@ def cmd_generate(args) -> int:
         sample_range=args.sample_range,
         save_images=not args.no_save,
         overwrite=args.overwrite,
+        replace_changed=args.replace_changed,
+        verify=args.verify,
         progress=False if args.quiet else None,
         settings=settings_from_args(args),
         stop=args.stop,

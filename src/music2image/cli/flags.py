@@ -88,6 +88,12 @@ def add_generation_flags(p: argparse.ArgumentParser) -> None:
         _setting_flag(p, name, declared)
     p.add_argument("--overwrite", action="store_true",
                    help="regenerate everything, even where the folder holds another recipe's images")
+    p.add_argument("--replace-changed", action="store_true",
+                   help="remake finished images whose prompt text the prompts file changed (without it, such a "
+                        "run stops before loading a model and lists them)")
+    p.add_argument("--verify", action="store_true",
+                   help="re-hash every finished image on resume (default: trust the size and mtime recorded "
+                        "when it was written)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only warnings and errors")
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ..errors import ModelLoadError
 from ..settings import GenerationSettings
-from ..sources import DEFAULT_MODEL, TINY_MODEL
 from ..single_file import is_single_file
+from ..sources import DEFAULT_MODEL, TINY_MODEL, lora_weights_file
 
 log = logging.getLogger("music2image")
 
@@ -93,12 +93,11 @@ def _load_pipeline(pipeline_class, flag: str, source: str, config: str | None, p
 def _fuse_lora(pipe, source: str, scale: float) -> None:
     """Load a LoRA (SDXL-Lightning, LCM-LoRA, Hyper-SD, a style...) into the base and fuse it into the weights:
     no per-step cost afterwards. Needs peft, as diffusers' LoRA loading does."""
-    path = Path(os.path.expanduser(source))
-    kwargs = {}
-    if path.is_file():
-        path, kwargs = path.parent, {"weight_name": path.name}
+    weights = lora_weights_file(source)  # the file the recipe's lora_sha256 is the hash of
+    kwargs = {} if weights is None else {"weight_name": weights.name}
     try:
-        pipe.load_lora_weights(str(path) if path.exists() else source, adapter_name="music2image", **kwargs)
+        pipe.load_lora_weights(source if weights is None else str(weights.parent), adapter_name="music2image",
+                               **kwargs)
         pipe.fuse_lora(lora_scale=scale)
         pipe.unload_lora_weights()  # the fused weights stay; the separate LoRA layers go
     except ImportError as exc:
