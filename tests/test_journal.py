@@ -107,9 +107,9 @@ def test_records_are_ordered_by_run_then_by_place_in_their_shard(tmp_path):
         _record(1, 2, now - DAY, ok=False)])
     state = read_state(tmp_path, current_run=2)
     assert {key: (r.run, r.ok) for key, r in state.images.items()} == {
-        (0, 0): (1, True), (0, 1): (2, False), (0, 2): (2, True)}
+        (0, 0, 0): (1, True), (0, 1, 0): (2, False), (0, 2, 0): (2, True)}
     assert state.recipe == {"model": "m2"} and state.last_run == 2 and not state.skipped
-    assert sorted(state.current) == [(0, 1), (0, 2)]  # "generated this run" counts these
+    assert sorted(state.current) == [(0, 1, 0), (0, 2, 0)]  # "generated this run" counts these
 
 
 _HOSTILE_FIELDS = {
@@ -205,7 +205,7 @@ def test_every_reader_survives_a_journal_full_of_hostile_lines(folder, capsys):
     assert f"passed over {2 * len(names)} invalid journal record(s) ({len(names)} in {SHARD_1}, " \
            f"{len(names)} in {JOURNAL_NAME})" in err
     state = read_state(images, warn=False)
-    assert sorted(state.images) == [(0, p) for p in range(5)] and all(r.run == 1 for r in state.images.values())
+    assert sorted(state.images) == [(0, p, 0) for p in range(5)] and all(r.run == 1 for r in state.images.values())
     # What the progress counter of a launch reads: whole lines, never a crash.
     records, _offset = Journal.read_from(images / SHARD_1, 0)
     assert len(records) == len(names) - 4  # a list, a string, a number and null are not records
