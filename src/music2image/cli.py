@@ -110,7 +110,7 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=d.scheduler, choices=SCHEDULERS, help="sampler (default: %(default)s)")
     p.add_argument("--timestep-spacing", default=None, choices=TIMESTEP_SPACINGS,
                    help="override the scheduler's timestep spacing (few-step models want trailing)")
-    p.add_argument("--dtype", default=d.dtype, choices=DTYPES, help="auto: float16 on cuda, float32 elsewhere (default: %(default)s)")
+    p.add_argument("--dtype", default=d.dtype, choices=DTYPES, help="auto: float16 on cuda; on cpu bfloat16 where it has native bfloat16 (AVX-512 BF16 or AMX), else float32; float32 on mps (default: %(default)s)")
     p.add_argument("--batch-size", type=_batch_size, default=d.batch_size,
                    help="prompts per pipeline call; auto: from free GPU memory, 1 on CPU (default: %(default)s)")
     p.add_argument("--offload", default=d.offload, choices=OFFLOAD_MODES, help="move weights to the GPU only when used (default: %(default)s)")

@@ -21,7 +21,8 @@ from logging.handlers import MemoryHandler
 from pathlib import Path
 
 from . import __version__
-from .engine import Engine, ImageOutcome, ImageRequest, StopRequested, available_device, resolved_dtype_name
+from .engine import (Engine, ImageOutcome, ImageRequest, StopRequested, available_device, dtype_reason,
+                     resolved_dtype_name)
 from .distributed import Launch
 from .errors import DiskError, ModelLoadError, OutputDirError
 from .outputs import (
@@ -88,6 +89,7 @@ class BatchImageGenerator:
         self._tokens: dict = {}
         self._revisions: dict = {}
         self._compile_seconds = None
+        self._dtype_reason = None
 
     def request_stop(self) -> None:
         """Ask the run to stop after abandoning the batch in flight (what SIGINT/SIGTERM do)."""
@@ -109,6 +111,8 @@ class BatchImageGenerator:
 
         early_log = MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
         log.addHandler(early_log)
+        self._dtype_reason = dtype_reason(settings.dtype, device)
+        log.info("dtype %s (%s)", dtype_name, self._dtype_reason)
         self._lock, self._text_log = None, None
         try:
             # 3. Skip what is done: the main process reads the journal, under the folder's lock, and decides.
@@ -168,6 +172,9 @@ class BatchImageGenerator:
         ]
         if not differences:
             return
+        if previous.get("dtype") != recipe.get("dtype") and previous.get("dtype") in ("float32", "float16", "bfloat16"):
+            # --dtype auto picks by device (bfloat16 on a CPU with native bfloat16): the flag that resumes here.
+            differences.append(f"  (made in {previous['dtype']}: add --dtype {previous['dtype']} to resume it)")
         raise OutputDirError(
             f"{self.output_dir}: holds images made with another recipe:\n"
             + "\n".join(differences)
@@ -260,6 +267,7 @@ class BatchImageGenerator:
             "music2image_version": __version__,
             **{k: v for k, v in recipe.items() if k not in ("width", "height", "steps")},
             "batch_size": batch_size,
+            "dtype_reason": self._dtype_reason,
             # What ran, as the journal says of each image (a re-run that loads no model still reports it).
             "vae_decode_dtype": _one_or_all(r.get("vae_decode_dtype") for r in included),
             "offload": _one_or_all(r.get("offload") for r in included) or settings.offload,

@@ -15,7 +15,9 @@ DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 DEFAULT_REFINER_MODEL = "stabilityai/stable-diffusion-xl-refiner-1.0"
 TINY_MODEL = "tiny"  # shortcut: the tiny random SDXL built in code (see tiny.py)
 
-SCHEDULERS = ("euler", "euler-a", "dpm++2m", "dpm++2m-karras", "unipc", "ddim")
+SCHEDULERS = ("euler", "euler-a", "dpm++2m", "dpm++2m-karras", "unipc", "ddim", "lcm", "tcd")
+# Few-step schedulers that pick their own timesteps from the distillation schedule: --timestep-spacing does not apply.
+SELF_SPACED_SCHEDULERS = ("lcm", "tcd")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICES_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -29,6 +31,8 @@ SAMPLER_NAMES = {
     "dpm++2m-karras": "DPM++ 2M Karras",
     "unipc": "UniPC",
     "ddim": "DDIM",
+    "lcm": "LCM",
+    "tcd": "TCD",
 }
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 MAX_SEED = 2**32 - 1
@@ -102,6 +106,9 @@ class GenerationSettings:
             problems.append(f"--scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
         if self.timestep_spacing is not None and self.timestep_spacing not in TIMESTEP_SPACINGS:
             problems.append(f"--timestep-spacing {self.timestep_spacing!r}: choose one of {', '.join(TIMESTEP_SPACINGS)}")
+        elif self.timestep_spacing is not None and self.scheduler in SELF_SPACED_SCHEDULERS:
+            problems.append(f"--timestep-spacing {self.timestep_spacing} with --scheduler {self.scheduler}: this scheduler "
+                            "takes its steps from its own distillation schedule; leave --timestep-spacing out")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             problems.append(f"--seed {self.seed!r}: must be a whole number from 0 to {MAX_SEED}")
         if self.dtype not in DTYPES:
