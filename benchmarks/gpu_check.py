@@ -55,6 +55,7 @@ def main() -> None:
         print(json.dumps(parts.compile_phase(json.loads(args.compile_phase))))
         return
     started = time.perf_counter()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything loads from local folders; the lent machine has no network
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="m2i-gpu-check-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
