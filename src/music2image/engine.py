@@ -85,8 +85,9 @@ def resolved_dtype_name(dtype: str, device: str, offload: str = "none") -> str:
 
 def cpu_native_bfloat16() -> tuple[bool, str]:
     """(has it, what PyTorch says): whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX tiles),
-    asked of PyTorch's own CPU feature checks, never guessed from the CPU's name. Without them PyTorch emulates
-    bfloat16 and it is slower than float32 (1.00x measured on an AVX2 EPYC, 2.5x faster with AVX-512 BF16)."""
+    asked of PyTorch's own CPU feature checks, never guessed from the CPU's name. With them bfloat16 ran the
+    full-size SDXL 2.5x faster than float32 (issue 15, a 2-core EPYC with AVX-512 BF16; docs/PERFORMANCE.md);
+    without them bfloat16 has no native path, so float32 stays the choice."""
     import torch
 
     features = {
@@ -108,7 +109,7 @@ def dtype_reason(dtype: str, device: str) -> str:
         native, said = cpu_native_bfloat16()
         if native:
             return f"auto: bfloat16, this CPU has native bfloat16 ({said}); --dtype float32 for float32"
-        return f"auto: float32, this CPU has no native bfloat16 ({said}), so bfloat16 would be emulated and slower"
+        return f"auto: float32, this CPU has no native bfloat16 ({said}); --dtype bfloat16 to try it anyway"
     if device.startswith("cuda"):
         return "auto: float16 on CUDA"
     return f"auto: float32 on {device}"
