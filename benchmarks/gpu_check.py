@@ -49,8 +49,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-images", type=int, default=500, help="cap on the images per phase the budget allows")
     parser.add_argument("--skip-compile", action="store_true", help="leave out the --compile phase (tests on a CPU)")
+    parser.add_argument("--count-flops", action="store_true",
+                        help="only count the full-size TFLOP per image at 768x768, 30 steps (meta device: no GPU)")
     parser.add_argument("--compile-phase", help=argparse.SUPPRESS)  # internal: the --compile subprocess
     args = parser.parse_args()
+    if args.count_flops:
+        print(json.dumps(parts.count_on_meta(768, 30)))
+        return
     if args.compile_phase:
         print(json.dumps(parts.compile_phase(json.loads(args.compile_phase))))
         return

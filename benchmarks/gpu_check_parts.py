@@ -198,6 +198,24 @@ def build_on_device(folder: Path, device: str, dtype, size: int, steps: int, tin
     return result
 
 
+def count_on_meta(size: int, steps: int) -> dict:
+    """The full-size counts without weights or a GPU: the modules on PyTorch's meta device (shapes only)."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shapes = _shapes(tiny=False)
+    with torch.device("meta"):
+        unet, refiner = (UNet2DConditionModel(**shapes[name]).half() for name in ("unet", "refiner_unet"))
+        vae = AutoencoderKL(**shapes["vae"]).half()
+    unet_flops, refiner_flops = _unet_step_flops(unet, size, 6, "meta"), _unet_step_flops(refiner, size, 5, "meta")
+    with torch.inference_mode(), FlopCounterMode(display=False) as count:
+        vae.decode(torch.randn(1, 4, size // 8, size // 8, device="meta", dtype=torch.float16))
+    return dict(unet_step_tflop=_sig(unet_flops / 1e12), refiner_step_tflop=_sig(refiner_flops / 1e12),
+                vae_decode_tflop=_sig(count.get_total_flops() / 1e12),
+                tflop_per_image=_sig((steps * unet_flops + count.get_total_flops()) / 1e12))
+
+
 def visual_prompts() -> list[str]:
     source = json.loads((ROOT / "examples" / "visual_prompts.json").read_text())
     return [p["visual_prompt"] for s in source["samples"] for p in s["prompts"]]

@@ -42,3 +42,13 @@ def test_gpu_check_runs_on_the_cpu_with_the_tiny_model_and_writes_json_and_markd
     markdown = (workdir / "report" / "gpu_check.md").read_text()
     assert "| seed-style loop | 2 |" in markdown and "| second run byte-identical | pass |" in markdown
     assert markdown in out.stdout
+
+
+def test_gpu_check_counts_the_full_size_tflop_per_image_without_a_gpu(workdir):
+    out = run_subprocess([str(REPO / "benchmarks" / "gpu_check.py"), "--count-flops"], cwd=workdir, timeout=600)
+    assert out.returncode == 0, out.stderr
+    counted = json.loads(out.stdout.strip().splitlines()[-1])
+    # SDXL at 768², 30 steps with CFG plus one decode: issue 15 counted 224 TFLOP per image.
+    assert counted["tflop_per_image"] == pytest.approx(30 * counted["unet_step_tflop"] + counted["vae_decode_tflop"],
+                                                       rel=1e-3)
+    assert 200 < counted["tflop_per_image"] < 250 and counted["refiner_step_tflop"] > 0
