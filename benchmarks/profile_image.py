@@ -49,7 +49,7 @@ def main() -> None:
     def own(name: str) -> float:
         return sum(v[2] for (_, _, func), v in stats.items() if func == name)
 
-    total = cumulative("music2image/generator.py", "run")
+    total = cumulative("music2image/run.py", "generate")
     generation = cumulative("music2image/engine.py", "generate")
     rows = [
         ("whole run (load + generate + write)", total),

@@ -30,6 +30,26 @@ UNET = dict(
     projection_class_embeddings_input_dim=2816,  # 6 time ids × 256 + 1280 pooled
     norm_num_groups=32,
 )
+# stabilityai/stable-diffusion-xl-refiner-1.0's UNet (2.26 B parameters): Stability's sd_xl_refiner.yaml has
+# model_channels 384, channel_mult [1, 2, 4, 4], attention at the middle two levels, depth 4, 64-wide heads,
+# context 1280 (OpenCLIP bigG only) and 5 time ids (an aesthetic score instead of the target size).
+REFINER_UNET = dict(
+    sample_size=128,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(384, 768, 1536, 1536),
+    layers_per_block=2,
+    attention_head_dim=(6, 12, 24, 24),
+    transformer_layers_per_block=4,
+    cross_attention_dim=1280,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2560,  # 5 time ids × 256 + 1280 pooled
+    norm_num_groups=32,
+)
 CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
               hidden_act="quick_gelu", projection_dim=768)
 CLIP_BIGG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,

@@ -41,3 +41,16 @@ def test_the_single_file_load_benchmark_runs_on_the_tiny_model(workdir):
     assert record["load_folder_s"] > 0 and record["load_single_file_s"] > 0
     assert abs(record["ratio"] - record["load_single_file_s"] / record["load_folder_s"]) < 0.01
     assert "sha256 of the file" in out.stdout and "Engine.load from the single file" in out.stdout
+
+
+def test_the_unet_variants_benchmark_compares_layouts_with_the_plain_step(workdir):
+    out = run_subprocess([str(REPO / "benchmarks" / "unet_variants.py"), "--model", "tiny", "--repeats", "1"],
+                         cwd=workdir, timeout=600)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(record) >= {"plain", "channels_last", "fused_qkv", "channels_last+fused_qkv"}
+    assert record["plain"]["speedup"] == 1.0 and record["plain"]["max_abs_diff"] == 0.0
+    assert all(record[name]["seconds"] > 0 for name in ("channels_last", "fused_qkv", "channels_last+fused_qkv"))
+    # The same function: fusing Q, K and V into one matmul, or another memory layout, moves outputs by bfloat16
+    # rounding at most (this tiny UNet's outputs are of order 1).
+    assert all(record[name]["max_abs_diff"] < 0.05 for name in ("channels_last", "fused_qkv", "channels_last+fused_qkv"))

@@ -9,7 +9,7 @@ import pytest
 from conftest import SMALL, model_flags, read_json, run_cli
 from PIL import Image
 
-from music2image.engine import Engine
+from music2image.engine import Engine, resolved_dtype_name
 from music2image.outputs import Files
 
 
@@ -55,7 +55,8 @@ def test_saving_runs_on_a_background_writer_while_the_next_batch_generates(ten_p
 def test_auto_batch_size_is_one_on_cpu_and_recorded(ten_prompts, tiny_model, workdir):
     assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, "--limit", "2", "--quiet") == 0
     meta = read_json(workdir / "images" / "image_generation_log.json")["metadata"]
-    assert meta["batch_size"] == 1 and meta["dtype"] == "float32" and meta["vae_decode_dtype"] == "float32"
+    assert meta["batch_size"] == 1 and meta["dtype"] == meta["vae_decode_dtype"] == resolved_dtype_name("auto", "cpu")
+    assert meta["dtype_reason"].startswith(f"auto: {meta['dtype']}, this CPU has")
     assert meta["offload"] == "none" and meta["vae_tiling"] is False and meta["compile"] is False
 
 
@@ -67,7 +68,7 @@ def test_bfloat16_runs_on_cpu_and_the_log_says_what_ran(ten_prompts, tiny_model,
     # Lower precision, same picture: close to the float32 images, not equal to them.
     bf16 = _pixels(workdir / "images")
     assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, "--limit", "3", "--output-dir", "f32",
-                   "--quiet") == 0
+                   "--dtype", "float32", "--quiet") == 0
     f32 = _pixels(workdir / "f32")
     assert bf16.keys() == f32.keys()
     differences = [np.abs(bf16[k] - f32[k]).mean() for k in bf16]
@@ -102,7 +103,9 @@ def test_compile_pads_the_last_batch_reports_compile_time_and_matches_eager(ten_
         return real(self, requests, *args, **kwargs)
 
     monkeypatch.setattr(Engine, "generate", spy)
-    flags = [*ten_prompts, *model_flags(tiny_model), *SMALL, "--batch-size", "2", "--limit", "3", "--quiet"]
+    # float32, as when the tolerance below was set (auto is bfloat16 on a CPU with native bf16).
+    flags = [*ten_prompts, *model_flags(tiny_model), *SMALL, "--batch-size", "2", "--limit", "3", "--quiet",
+             "--dtype", "float32"]
     assert run_cli(*flags, "--compile") == 0
     # A compiled graph has a fixed batch shape: the warm-up and every batch, the last (1 image) padded, hold 2.
     assert shapes == [2, 2, 2]
@@ -141,3 +144,38 @@ def test_memory_mode_is_chosen_automatically_only_for_small_gpus(offload, device
     assert (why is not None) == (offload == "auto" and expected[0] == "model")
     if why:
         assert f"{gib:.1f} GiB" in why and "--offload none" in why
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(True, True, "bfloat16"), (False, True, "bfloat16"),
+                                                        (True, False, "bfloat16"), (False, False, "float32")])
+def test_auto_dtype_on_cpu_follows_what_pytorch_says_of_the_cpu(avx512_bf16, amx, expected, monkeypatch):
+    import torch
+
+    from music2image.engine import dtype_reason
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert resolved_dtype_name("auto", "cpu") == expected
+    assert dtype_reason("auto", "cpu").startswith(f"auto: {expected}, this CPU has")
+    assert resolved_dtype_name("float32", "cpu") == "float32" and dtype_reason("float32", "cpu") == "--dtype float32"
+    assert resolved_dtype_name("auto", "mps") == "float32"
+
+
+def test_this_cpu_gets_bfloat16_by_default_exactly_when_pytorch_sees_native_bfloat16():
+    import torch
+
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert resolved_dtype_name("auto", "cpu") == ("bfloat16" if native else "float32")
+
+
+def test_resume_made_in_another_dtype_is_refused_naming_the_flag_to_pass(ten_prompts, tiny_model, workdir, capsys):
+    assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, "--limit", "1", "--dtype", "float32",
+                   "--quiet") == 0
+    capsys.readouterr()
+    other = "bfloat16" if resolved_dtype_name("auto", "cpu") == "float32" else "auto"
+    assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, "--limit", "1", "--dtype", other) == 2
+    message = capsys.readouterr().err
+    assert 'dtype: "float32" there, "bfloat16" now' in message and "add --dtype float32 to resume" in message
+    assert run_cli(*ten_prompts, *model_flags(tiny_model), *SMALL, "--limit", "1", "--dtype", "float32",
+                   "--quiet") == 0
+    assert "dtype float32 (--dtype float32)" in (workdir / "images" / "generate_images.log").read_text()

@@ -415,6 +415,9 @@ def refuse_other_recipe(output_dir: Path, state: JournalState, recipe: dict) -> 
     ]
     if not differences:
         return
+    if previous.get("dtype") != recipe.get("dtype") and previous.get("dtype") in ("float32", "float16", "bfloat16"):
+        # --dtype auto picks by device (bfloat16 on a CPU with native bfloat16): the flag that resumes here.
+        differences.append(f"  (made in {previous['dtype']}: add --dtype {previous['dtype']} to resume it)")
     raise OutputDirError(
         f"{output_dir}: holds images made with another recipe:\n"
         + "\n".join(differences)

@@ -18,7 +18,7 @@ from .version import __version__
 from .batches import Share, generate_share
 from .context import RunContext
 from .distributed import Launch
-from .engine import Engine, available_device, resolved_dtype_name
+from .engine import Engine, available_device, dtype_reason, resolved_dtype_name
 from .errors import DiskError, OutputDirError
 from .journal import (JOURNAL_GLOB, JOURNAL_NAME, Journal, changed_prompts, is_finished, read_state,
                       refuse_changed_prompts, refuse_other_recipe)
@@ -69,6 +69,7 @@ def generate(context: RunContext) -> RunResult:
             for skipped in selection.skipped_samples:
                 log.warning("skipping sample %d: %s", skipped.sample_idx, skipped.reason)
             log.info("device: %s", device)
+            log.info("dtype %s (%s)", dtype_name, dtype_reason(settings.dtype, device))
             log.info("%d images selected, %d already done, %d to generate", len(jobs), len(done), len(jobs) - len(done))
             return [job.key for job in jobs if job.key not in done], (state.last_run if state else 0) + 1
 
@@ -179,6 +180,7 @@ def _report(context: RunContext, recipe: dict, device: str, jobs, todo_keys: set
         "music2image_version": __version__,
         **{k: v for k, v in recipe.items() if k not in ("width", "height", "steps")},
         "batch_size": share.batch_size,
+        "dtype_reason": dtype_reason(settings.dtype, device),
         # What ran, as the journal says of each image (a re-run that loads no model still reports it).
         "vae_decode_dtype": _one_or_all(r.vae_decode_dtype for r in images),
         "offload": _one_or_all(r.offload for r in images) or settings.offload,

@@ -35,8 +35,12 @@ SAMPLER_NAMES = {
     "dpm++2m-karras": "DPM++ 2M Karras",
     "unipc": "UniPC",
     "ddim": "DDIM",
+    "lcm": "LCM",
+    "tcd": "TCD",
 }
 SCHEDULERS = tuple(SAMPLER_NAMES)
+# Few-step schedulers that pick their own timesteps from the distillation schedule: --timestep-spacing does not apply.
+SELF_SPACED_SCHEDULERS = ("lcm", "tcd")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICES_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -196,7 +200,8 @@ class GenerationSettings:
     negative_prompt: str | None = setting(None, check=_check_text("--negative-prompt"), recipe=True,
                                           default_text="none", help="one negative prompt for every image")
     dtype: str = setting("auto", choices=DTYPES, check=_choice("--dtype", DTYPES), recipe=True,
-                         help="auto: float16 on cuda, float32 elsewhere; bfloat16 selectable")
+                         help="auto: float16 on cuda; on cpu bfloat16 where it has native bfloat16 (AVX-512 BF16 or AMX), "
+                              "else float32; float32 on mps")
     seed: int = setting(0, check=_whole("--seed", 0, MAX_SEED), recipe=True,
                         help="base seed; each image's seed is derived from (seed, sample_idx, prompt_id, image index) "
                              "and recorded")
@@ -262,6 +267,9 @@ class GenerationSettings:
             if base_steps < 1 or base_steps >= self.steps:
                 problems.append(f"--refiner-switch {self.refiner_switch} with --steps {self.steps}: leaves no step "
                                 "for the base or the refiner; use more steps")
+        if self.timestep_spacing is not None and self.scheduler in SELF_SPACED_SCHEDULERS:
+            problems.append(f"--timestep-spacing {self.timestep_spacing} with --scheduler {self.scheduler}: this scheduler "
+                            "takes its steps from its own distillation schedule; leave --timestep-spacing out")
         problems += model_source_problems("--model", self.model, single_file="base")
         problems += model_config_problems("--model-config", self.model_config, "--model", self.model)
         if self.vae is not None:

@@ -46,6 +46,8 @@ def make_scheduler(name: str, config, timestep_spacing: str | None):
         DPMSolverMultistepScheduler,
         EulerAncestralDiscreteScheduler,
         EulerDiscreteScheduler,
+        LCMScheduler,
+        TCDScheduler,
         UniPCMultistepScheduler,
     )
 
@@ -60,6 +62,12 @@ def make_scheduler(name: str, config, timestep_spacing: str | None):
         )
     if name == "unipc":
         return UniPCMultistepScheduler.from_config(config, **overrides)
+    # Few-step LoRAs (LCM-LoRA, TCD, Hyper-SD's 1-step) need the scheduler they were distilled for; these two take
+    # their timesteps from that schedule, so the spacing override does not reach them (settings refuses it).
+    if name == "lcm":
+        return LCMScheduler.from_config(config)
+    if name == "tcd":
+        return TCDScheduler.from_config(config)
     return DDIMScheduler.from_config(config, **overrides)
 
 
