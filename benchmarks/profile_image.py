@@ -50,16 +50,16 @@ def main() -> None:
         return sum(v[2] for (_, _, func), v in stats.items() if func == name)
 
     total = cumulative("music2image/run.py", "generate")
-    generation = cumulative("music2image/engine.py", "generate")
+    generation = cumulative("music2image/engine/generate.py", "generate")
     rows = [
         ("whole run (load + generate + write)", total),
         ("generation (engine.generate)", generation),
         ("pipeline denoising call", cumulative("stable_diffusion_xl/pipeline_stable_diffusion_xl.py", "__call__")),
-        ("VAE decode", cumulative("music2image/engine.py", "_decode")),
+        ("VAE decode", cumulative("music2image/engine/generate.py", "decode")),
         ("text encoding", cumulative("music2image/text_encoding.py", "prompt_embeddings")),
         ("torch linear kernels (whole run)", own("<built-in method torch._C._nn.linear>")),
         ("torch conv2d kernels (whole run)", own("<built-in method torch.conv2d>")),
-        ("model loading", cumulative("music2image/engine.py", "load")),
+        ("model loading", cumulative("music2image/engine/generate.py", "load")),
     ]
     print(f"model {args.model}, {args.size}x{args.size}, {args.steps} steps, cpu")
     for label, seconds in rows:
