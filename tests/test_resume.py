@@ -40,13 +40,13 @@ def crash_setup(tmp_path_factory, tiny_model):
     return root, args, root / "reference" / "images"
 
 
-POINTS = ["decode", "half-png", "rename", "journal", "torn-journal", "log"]
+POINTS = ["load", "decode", "half-png", "rename", "journal", "torn-journal", "log"]
 
 
 @pytest.mark.parametrize("point", POINTS)
 def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(point, crash_setup):
     root, args, reference = crash_setup
-    target = 1 if point == "log" else random.Random(point).randint(2, 9)  # seeded: a failure can be replayed
+    target = 1 if point in ("log", "load") else random.Random(point).randint(2, 9)  # seeded: a failure can be replayed
     run_dir = root / f"killed-{point}"
     run_dir.mkdir()
     out_dir = run_dir / "images"  # the same relative --output-dir as the reference, from another folder
@@ -54,7 +54,7 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(point, crash_s
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
     finished_before = {(r["sample_idx"], r["prompt_id"]) for r in _image_records(out_dir) if r["status"] == "success"}
-    expected_before = 10 if point == "log" else target - 1
+    expected_before = {"log": 10, "load": 0}.get(point, target - 1)
     assert len(finished_before) == expected_before
 
     resumed = run_subprocess(["-m", "music2image", *args], cwd=run_dir)
@@ -206,3 +206,28 @@ def test_pickle_only_model_folders_are_refused(tiny_model, workdir, capsys):
     err = capsys.readouterr().err
     assert "--model pickled: could not load the model" in err
     assert not (workdir / "images").exists()
+
+
+def test_sigterm_while_the_model_loads_stops_cleanly_with_130(workdir, tiny_model):
+    """SLURM and `timeout` send SIGTERM at any moment, also while minutes of weights load: the run stops right after
+    loading (a second signal: at once), having made and written nothing, with the lock released."""
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1)))
+    (workdir / "images").mkdir()  # an existing folder: the run locks it before loading
+    process = _start(["generate", "--prompts-file", "p.json", *model_flags(tiny_model), *SMALL], workdir)
+    for line in process.stderr:
+        if "to generate" in line:  # planned, folder locked; the model loads next
+            assert (workdir / "images" / ".music2image.lock").exists()
+            process.send_signal(signal.SIGTERM)
+            break
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "SIGTERM received" in err and "run the same command again to resume" in err and "Traceback" not in err
+    assert list((workdir / "images").iterdir()) == []  # no lock left, no journal, no log: nothing was made
+    assert run_cli("generate", "--prompts-file", "p.json", *model_flags(tiny_model), *SMALL, "--quiet") == 0
+
+
+def test_the_command_line_has_its_signal_handlers_before_torch_loads():
+    """main() installs them first thing; importing the CLI must not import torch (seconds) before that."""
+    out = run_subprocess(["-c", "import sys, music2image.cli; print(sorted({'torch', 'diffusers'} & set(sys.modules)))"],
+                         cwd=REPO)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..version import __version__
 from ..errors import AudioInputError
+from ..progress import tracked
 from .features import (
     SUPPORTED_SUFFIXES,
     UNSUPPORTED_AUDIO_SUFFIXES,
@@ -216,10 +217,11 @@ def iter_samples(sources: list[Source], plan: PromptPlan, writer) -> Iterator[di
 
 
 def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = None, *, allow_pickle: bool = False,
-                   text_model: str | None = None, llm: LLMSettings | None = None, progress: bool = False) -> dict:
+                   text_model: str | None = None, llm: LLMSettings | None = None, progress: bool = False,
+                   progress_interval: float = 30.0) -> dict:
     """The visual-prompts document for `inputs` (files, folders, .npy datasets). With `llm`, a chat model writes
-    the text (its answers cached in `llm.cache_dir`, or in memory when that is None)."""
-    from tqdm import tqdm
+    the text (its answers cached in `llm.cache_dir`, or in memory when that is None). `progress`: a bar on a
+    terminal, else a log line every `progress_interval` seconds and at each tenth (see progress.Progress)."""
 
     plan = (plan or PromptPlan()).validate()
     if text_model and llm:
@@ -231,7 +233,8 @@ def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = No
     sources = collect_sources(inputs, allow_pickle)
     if llm:
         writer.probe()  # a bad key, model or URL stops here, before minutes of audio analysis
-    samples = list(iter_samples(tqdm(sources, unit="file", disable=not progress), plan, writer))
+    samples = list(tracked(iter_samples(sources, plan, writer), len(sources), what="files", unit="file",
+                           show=progress, interval=progress_interval))
     skipped = [s["sample_idx"] for s in samples if s.get("error")]
     document = {
         "metadata": {
@@ -255,7 +258,7 @@ def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = No
 
 def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLike, plan: PromptPlan | None = None, *,
                        allow_pickle: bool = False, text_model: str | None = None, llm: LLMSettings | None = None,
-                       overwrite: bool = False, progress: bool = False) -> dict:
+                       overwrite: bool = False, progress: bool = False, progress_interval: float = 30.0) -> dict:
     """Analyse `inputs` and write the visual-prompts file atomically. The same inputs and settings give the same
     bytes, so re-running is harmless; a different existing file is kept unless `overwrite`. With `llm`, its
     answers are cached beside the file (OUTPUT_STEM.llm-cache/) unless `llm.cache_dir` says where."""
@@ -270,7 +273,7 @@ def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLik
     if llm:
         llm = with_cache_next_to(llm, output)
     document = build_document(inputs, plan, allow_pickle=allow_pickle, text_model=text_model, llm=llm,
-                              progress=progress)
+                              progress=progress, progress_interval=progress_interval)
     load_prompts(document)  # the image stage's own loader must accept what we write
     data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     if output.exists() and output.read_bytes() != data and not overwrite:
