@@ -12,7 +12,6 @@ sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 from synth import progression, write_wav  # noqa: E402
 
 from music2image.cli import build_parser  # noqa: E402
-from music2image.progress import Progress  # noqa: E402
 
 
 def _commands() -> dict:
@@ -65,6 +64,8 @@ def test_generate_progress_off_a_terminal_prints_each_tenth(ten_prompts, tiny_mo
 
 
 def test_progress_interval_is_a_documented_setting():
+    from music2image.progress import Progress
+
     now = [0.0]
     logged = []
     progress = Progress(1000, done=100, what="images", bar=False, interval=30, clock=lambda: now[0])

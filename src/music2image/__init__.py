@@ -3,20 +3,10 @@
 from .version import __version__  # noqa: E402,F401
 
 from .errors import ExitStatus, Music2ImageError, PromptFileError, SettingsError  # noqa: E402
+from .run import BatchImageGenerator  # noqa: E402
 from .prompts import load_prompts, select_prompts  # noqa: E402
 from .results import ImageResult, RunResult  # noqa: E402
 from .settings import GenerationSettings  # noqa: E402
-
-
-def __getattr__(name: str):
-    # BatchImageGenerator imports torch and diffusers (seconds): only when it is asked for, so that the command
-    # line has its Ctrl-C/SIGTERM handlers in place before that import, and `music2image --help` is quick.
-    if name == "BatchImageGenerator":
-        from .run import BatchImageGenerator
-
-        return BatchImageGenerator
-    raise AttributeError(f"module 'music2image' has no attribute {name!r}")
-
 
 __all__ = [
     "BatchImageGenerator",
