@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 log = logging.getLogger("music2image")
 Item = TypeVar("Item")
@@ -86,7 +87,7 @@ def tracked(items: Iterable[Item], total: int, **options) -> Iterator[Item]:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:

@@ -22,8 +22,8 @@ from .engine import Engine, available_device, resolved_dtype_name
 from .errors import DiskError, Interrupted, OutputDirError
 from .journal import JOURNAL_GLOB, JOURNAL_NAME, Journal, is_finished, read_state, refuse_other_recipe
 from .outputs.documents import LOG_NAME, SUMMARY_NAME, TEXT_LOG_NAME, log_document, summary_document
-from .outputs.files import (LOCK_NAME, DEFAULT_FILES, Files, LinkedPathError, OutputLock, TextLogHandler, describe_link,
-                            links_below, now_iso, remove_stale_temporaries)
+from .outputs.files import (DEFAULT_FILES, LOCK_NAME, Files, LinkedPathError, OutputLock, TextLogHandler,
+                            describe_link, links_below, now_iso, remove_stale_temporaries)
 from .plan import plan_jobs
 from .prompts import DEFAULT_PROMPTS_FILE, load_prompts, select_prompts
 from .recipe import recipe_of
