@@ -15,4 +15,5 @@ except ImportError as exc:  # pragma: no cover - only without an install
     sys.exit(f"music2image is not installed ({exc}); run `pip install -e .` in this folder first (see README.md)")
 
 if __name__ == "__main__":
-    sys.exit(main(["generate", *sys.argv[1:]]))
+    # Its help and errors name this script, not `music2image generate`.
+    sys.exit(main(["generate", *sys.argv[1:]], generate_prog="generate_images_from_prompts.py"))

@@ -1,6 +1,8 @@
 """The bad-input zoo: every malformed prompts file or flag → one clear message, exit 2, nothing written."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import SMALL, prompts_doc, run_cli
@@ -230,3 +232,109 @@ def test_an_empty_selection_says_what_the_file_holds(flags, doc, expected, workd
     err = capsys.readouterr().err
     assert err.startswith("music2image: error: p.json: ") and expected in err, err
     assert sorted(p.name for p in workdir.iterdir()) == ["p.json"]  # no output folder
+
+
+# A hostile output folder: links planted where we write, a folder we may not write to. One message (exit 2) that
+# names the link, before any model loads; nothing written, nothing outside the folder touched.
+LINKED_OUTPUT_CASES = {
+    "lock": ".music2image.lock",
+    "text log": "generate_images.log",
+    "journal": "generation_journal.jsonl",
+    "journal shard": "generation_journal.1.jsonl",
+    "log JSON": "image_generation_log.json",
+    "sample folder": "sample_000",
+    "other sample folder": "sample_042",
+}
+
+
+@pytest.mark.parametrize("name", list(LINKED_OUTPUT_CASES))
+def test_a_link_planted_in_the_output_folder_is_refused(name, workdir, capsys):
+    outside = workdir / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("precious\n")
+    (outside / ".stale.png.1.tmp").write_text("not ours\n")
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1, per_sample=2)))
+    images = workdir / "images"
+    images.mkdir()
+    link = images / LINKED_OUTPUT_CASES[name]
+    link.symlink_to(outside if name.endswith("folder") else outside / "precious.txt")
+    outside_before = {p.name: p.read_bytes() for p in outside.iterdir()}
+
+    assert run_cli("generate", "--prompts-file", "p.json", "--model", "tiny", *SMALL) == 2
+    err = capsys.readouterr().err
+    assert err.count("music2image: error:") == 1 and "Traceback" not in err
+    assert f"images/{link.name} is a symbolic link to {outside}" in err and "loaded" not in err
+    assert {p.name: p.read_bytes() for p in outside.iterdir()} == outside_before
+    assert sorted(p.name for p in images.iterdir()) == [link.name]  # nothing written, the lock released
+
+
+def test_stale_temporaries_are_not_deleted_through_a_linked_sample_folder(workdir):
+    from music2image.outputs import remove_stale_temporaries
+
+    (workdir / "outside").mkdir()
+    (workdir / "outside" / ".a.png.12.tmp").write_bytes(b"someone else's")
+    images = workdir / "images"
+    (images / "sample_000").mkdir(parents=True)
+    (images / "sample_000" / ".b.png.12.tmp").write_bytes(b"ours")
+    (images / "sample_001").symlink_to(workdir / "outside")
+    assert remove_stale_temporaries(images) == 1
+    assert (workdir / "outside" / ".a.png.12.tmp").exists() and not (images / "sample_000" / ".b.png.12.tmp").exists()
+
+
+def test_the_write_path_never_follows_a_link(workdir):
+    from music2image.outputs.files import Files, LinkedPathError
+
+    (workdir / "outside").mkdir()
+    precious = workdir / "outside" / "precious.txt"
+    precious.write_text("precious\n")
+    (workdir / "images").mkdir()
+    (workdir / "images" / ".x.tmp").symlink_to(precious)
+    with pytest.raises(LinkedPathError, match="is a symbolic link"):
+        Files().write_temporary(workdir / "images" / ".x.tmp", b"clobbered")  # O_CREAT|O_EXCL|O_NOFOLLOW
+    (workdir / "images" / "sample_000").symlink_to(workdir / "outside")
+    with pytest.raises(LinkedPathError, match="sample_000 is a symbolic link"):
+        Files().write_into(workdir / "images", "sample_000/a.png", b"image")
+    with pytest.raises(LinkedPathError, match="leaves the output folder"):
+        Files().write_into(workdir / "images", "../escaped.png", b"image")
+    assert sorted(p.name for p in (workdir / "outside").iterdir()) == ["precious.txt"]
+    assert precious.read_text() == "precious\n" and not (workdir / "escaped.png").exists()
+
+
+def test_a_link_planted_during_the_run_stops_it_without_writing_through_it(workdir, capsys):
+    """The check before the run cannot see a link planted later: the write path refuses it too (exit 1, as for
+    any write that fails mid-run, and what was made is kept)."""
+    from music2image.outputs import Files
+
+    (workdir / "outside").mkdir()
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=2, per_sample=2)))
+
+    class Planting(Files):
+        def write_atomic(self, path, data):
+            if Path(path).suffix == ".png" and not (workdir / "images" / "sample_001").exists():
+                (workdir / "images" / "sample_001").symlink_to(workdir / "outside")
+            return super().write_atomic(path, data)
+
+    assert run_cli("generate", "--prompts-file", "p.json", "--model", "tiny", *SMALL, files=Planting()) == 1
+    err = capsys.readouterr().err
+    assert "sample_001 is a symbolic link" in err and "Traceback" not in err
+    assert list((workdir / "outside").iterdir()) == []
+    assert len(list((workdir / "images" / "sample_000").glob("*.png"))) == 2
+
+
+def test_an_unwritable_output_folder_is_one_message(workdir):
+    """As root (CI) permissions do not bind: there the command runs without the capability that overrides them."""
+    import os
+    import shutil
+    import subprocess
+
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1, per_sample=1)))
+    (workdir / "images").mkdir()
+    (workdir / "images").chmod(0o555)
+    command = [sys.executable, "-m", "music2image", "generate", "--prompts-file", "p.json", "--model", "tiny", *SMALL]
+    if os.geteuid() == 0:
+        drop = "-dac_override,-dac_read_search"
+        command = [shutil.which("setpriv"), "--bounding-set", drop, "--inh-caps", drop, *command]
+    out = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == "music2image: error: images: cannot lock the output folder: Permission denied\n"
+    assert list((workdir / "images").iterdir()) == []

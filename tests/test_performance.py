@@ -94,7 +94,7 @@ def test_vae_tiling_decodes_in_tiles_and_says_so(ten_prompts, tiny_model, workdi
 
 
 def test_compile_pads_the_last_batch_reports_compile_time_and_matches_eager(ten_prompts, tiny_model, workdir,
-                                                                             monkeypatch):
+                                                                             monkeypatch, capsys):
     shapes = []
     real = Engine.generate
 
@@ -107,6 +107,7 @@ def test_compile_pads_the_last_batch_reports_compile_time_and_matches_eager(ten_
     flags = [*ten_prompts, *model_flags(tiny_model), *SMALL, "--batch-size", "2", "--limit", "3", "--quiet",
              "--dtype", "float32"]
     assert run_cli(*flags, "--compile") == 0
+    assert "--compile on a CPU: compiling takes minutes" in capsys.readouterr().err  # warned, with its cost
     # A compiled graph has a fixed batch shape: the warm-up and every batch, the last (1 image) padded, hold 2.
     assert shapes == [2, 2, 2]
     meta = read_json(workdir / "images" / "image_generation_log.json")["metadata"]

@@ -77,4 +77,16 @@ def test_readme_from_music_commands_work_as_written(workdir):
         assert out.returncode == 0, out.stderr
     summary = read_json(workdir / "images_from_music" / "image_generation_summary.json")
     assert summary["total_images_generated"] == 10 and summary["by_mode"] == {"convergent": 6, "divergent": 4}
-    assert read_json(workdir / "my_prompts.json") == read_json(workdir / "generated_prompts" / "visual_prompts_complete.json")
+    # `run` keeps its prompts inside its output folder (before, ./generated_prompts/visual_prompts_complete.json).
+    assert read_json(workdir / "my_prompts.json") == read_json(workdir / "images_from_music" / "visual_prompts.json")
+    assert not (workdir / "generated_prompts").exists()
+
+
+def test_readme_seed_script_offline_line_works_in_a_fresh_checkout(workdir):
+    (line,) = [c for c in _bash_blocks() if c.startswith("python3 generate_images_from_prompts.py")]
+    shutil.copytree(REPO / "examples", workdir / "examples")  # what a fresh checkout has: no generated_prompts/
+    argv = shlex.split(line)
+    out = run_subprocess([str(REPO / argv[1]), *argv[2:]], cwd=workdir)
+    assert out.returncode == 0, out.stderr
+    summary = read_json(workdir / "images_shim" / "image_generation_summary.json")
+    assert summary["total_images_generated"] == 10 and summary["success_rate"] == 100.0

@@ -40,13 +40,13 @@ def crash_setup(tmp_path_factory, tiny_model):
     return root, args, root / "reference" / "images"
 
 
-POINTS = ["decode", "half-png", "rename", "journal", "torn-journal", "log"]
+POINTS = ["load", "decode", "half-png", "rename", "journal", "torn-journal", "log"]
 
 
 @pytest.mark.parametrize("point", POINTS)
 def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(point, crash_setup):
     root, args, reference = crash_setup
-    target = 1 if point == "log" else random.Random(point).randint(2, 9)  # seeded: a failure can be replayed
+    target = 1 if point in ("log", "load") else random.Random(point).randint(2, 9)  # seeded: a failure can be replayed
     run_dir = root / f"killed-{point}"
     run_dir.mkdir()
     out_dir = run_dir / "images"  # the same relative --output-dir as the reference, from another folder
@@ -54,7 +54,7 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(point, crash_s
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
     finished_before = {(r["sample_idx"], r["prompt_id"]) for r in _image_records(out_dir) if r["status"] == "success"}
-    expected_before = 10 if point == "log" else target - 1
+    expected_before = {"log": 10, "load": 0}.get(point, target - 1)
     assert len(finished_before) == expected_before
 
     resumed = run_subprocess(["-m", "music2image", *args], cwd=run_dir)
@@ -265,3 +265,51 @@ def test_a_sample_range_run_keeps_the_other_samples_in_log_and_summary(workdir, 
         [(s, p) for s in range(2) for p in range(5)]
     assert not any("in_selection" in e for e in log["generated_images"])
     assert "kept_outside_selection" not in log["metadata"]
+
+
+def test_sigterm_while_the_model_loads_stops_cleanly_with_130(workdir, tiny_model):
+    """SLURM and `timeout` send SIGTERM at any moment, also while minutes of weights load: the run stops right after
+    loading (a second signal: at once), having made and written nothing, with the lock released."""
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1)))
+    (workdir / "images").mkdir()  # an existing folder: the run locks it before loading
+    process = _start(["generate", "--prompts-file", "p.json", *model_flags(tiny_model), *SMALL], workdir)
+    for line in process.stderr:
+        if "to generate" in line:  # planned, folder locked; the model loads next
+            assert (workdir / "images" / ".music2image.lock").exists()
+            process.send_signal(signal.SIGTERM)
+            break
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "SIGTERM received" in err and "run the same command again to resume" in err and "Traceback" not in err
+    assert list((workdir / "images").iterdir()) == []  # no lock left, no journal, no log: nothing was made
+    assert run_cli("generate", "--prompts-file", "p.json", *model_flags(tiny_model), *SMALL, "--quiet") == 0
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Linux: /proc says which signals the process has handlers for (SigCgt, a hex bit mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_sigterm_is_handled_from_the_moment_any_command_starts(workdir):
+    """`prompts` too: SIGTERM as soon as the command line is up → exit 130 with the message, nothing written
+    (it used to die with 143 and no word)."""
+    sys.path.insert(0, str(REPO / "tests" / "helpers"))
+    from synth import progression, write_wav
+
+    write_wav(workdir / "song.wav", progression(57, "minor", 90, 20))
+    process = subprocess.Popen([sys.executable, "-m", "music2image", "prompts", "song.wav", "--output", "p.json"],
+                               cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _catches_sigterm(process.pid) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.endswith("music2image: interrupted; run the same command again to resume\n") and "Traceback" not in err
+    assert sorted(p.name for p in workdir.iterdir()) == ["song.wav"]

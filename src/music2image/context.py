@@ -28,6 +28,7 @@ class RunContext:
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     stop: threading.Event = field(default_factory=threading.Event)  # set it to stop after the batch in flight
     files: Files = DEFAULT_FILES  # the write path (tests pass one that crashes inside it)
+    progress_interval: float = 30.0  # off a terminal: seconds between progress lines (and one at each tenth)
 
     @property
     def prompts_name(self) -> str:

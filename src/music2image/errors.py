@@ -56,6 +56,13 @@ class OutputDirError(Music2ImageError):
     """The output directory is locked by another run, or holds results made with another recipe."""
 
 
+class Interrupted(Music2ImageError):
+    """Ctrl-C/SIGTERM arrived before the first image: the run stopped before writing anything (its lock released).
+    Re-run the same command."""
+
+    exit_status = ExitStatus.INTERRUPTED
+
+
 class DiskError(Music2ImageError):
     """Writing results failed (disk full, permission denied). The journal stays intact; re-run to resume."""
 

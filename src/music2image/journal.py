@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OutputDirError
-from .outputs.files import DEFAULT_FILES, Files
+from .outputs.files import DEFAULT_FILES, Files, open_no_follow
 from .plan import EXTENSIONS, Job, image_relpath
 
 log = logging.getLogger("music2image")
@@ -46,13 +46,13 @@ class Journal:
 
     def _open(self):
         if self._handle is None:
-            self._handle = open(self.path, "ab")
+            # O_NOFOLLOW: a journal (or shard) planted as a link to a file elsewhere is refused, not appended to.
+            fd = open_no_follow(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+            self._handle = os.fdopen(fd, "ab")
             # A kill mid-append can leave a torn last line: end it, so the next record starts on its own line.
-            if self._handle.tell() > 0:
-                with open(self.path, "rb") as reader:
-                    reader.seek(-1, os.SEEK_END)
-                    if reader.read(1) != b"\n":
-                        self._handle.write(b"\n")
+            size = os.fstat(fd).st_size
+            if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+                self._handle.write(b"\n")
         return self._handle
 
     def append(self, record: dict) -> None:

@@ -19,11 +19,12 @@ from .batches import Share, generate_share
 from .context import RunContext
 from .distributed import Launch
 from .engine import Engine, available_device, dtype_reason, resolved_dtype_name
-from .errors import DiskError, OutputDirError
+from .errors import DiskError, Interrupted, OutputDirError
 from .journal import (JOURNAL_GLOB, JOURNAL_NAME, Journal, changed_prompts, is_finished, read_state,
                       refuse_changed_prompts, refuse_other_recipe)
 from .outputs.documents import LOG_NAME, SUMMARY_NAME, TEXT_LOG_NAME, log_document, summary_document
-from .outputs.files import DEFAULT_FILES, Files, OutputLock, now_iso, remove_stale_temporaries
+from .outputs.files import (DEFAULT_FILES, LOCK_NAME, Files, LinkedPathError, OutputLock, TextLogHandler,
+                            describe_link, links_below, now_iso, remove_stale_temporaries)
 from .plan import plan_jobs
 from .prompts import DEFAULT_PROMPTS_FILE, load_prompts, refuse_empty_selection, select_prompts
 from .recipe import recipe_of
@@ -55,6 +56,7 @@ def generate(context: RunContext) -> RunResult:
     try:
         # 3. Skip what is done: the main process reads the journal, under the folder's lock, and decides.
         def plan_todo():
+            folder.refuse_links(jobs)
             if folder.path.is_dir():
                 folder.lock()
             state = read_state(folder.path) if not context.overwrite else None
@@ -78,7 +80,11 @@ def generate(context: RunContext) -> RunResult:
         todo = [job for job in jobs if job.key in todo_set]
 
         # 4. Load the models, only if there is work (a finished run re-run just rewrites log and summary).
+        #    A first Ctrl-C/SIGTERM before or during loading stops right here, having made nothing (a second
+        #    one aborts the load at once); after that, it stops after the batch in flight.
+        launch.decide(lambda: _stop_if_asked(context.stop))
         engine = launch.together(lambda: Engine.load(settings, device)) if todo else None
+        launch.decide(lambda: _stop_if_asked(context.stop))
 
         # 5. Only now touch the disk: folder, lock, text log, journal (the main process).
         launch.decide(lambda: folder.open(context.overwrite, {
@@ -114,6 +120,22 @@ class _Folder:
         self._early_log = MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
         log.addHandler(self._early_log)
 
+    def refuse_links(self, jobs) -> None:
+        """Before anything is written: none of the files and folders this run writes may be a symbolic link (a
+        planted `sample_003 -> /elsewhere` would receive images; a linked log or journal, our appends)."""
+        if not self.path.is_dir():
+            return
+        names = [LOCK_NAME, TEXT_LOG_NAME, LOG_NAME, SUMMARY_NAME, *(p.name for p in self.path.glob(JOURNAL_GLOB)),
+                 *(p.name for p in self.path.glob("sample_*")), *sorted({Path(job.image_path).parent for job in jobs})]
+        links = links_below(self.path, names)
+        if links:
+            listed = "\n".join(f"  {describe_link(link)}" for link in links[:10])
+            more = f"\n  ... and {len(links) - 10} more" if len(links) > 10 else ""
+            raise OutputDirError(
+                f"{self.path}: music2image writes only inside the output folder, never through a symbolic link, "
+                f"and {len(links)} path(s) here are links:\n{listed}{more}\n"
+                "Remove the link(s) or choose another --output-dir; nothing was written.")
+
     def lock(self) -> None:
         if self._lock is None:
             self._lock = OutputLock(self.path).acquire()
@@ -122,7 +144,9 @@ class _Folder:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self.lock()
-            text_log = logging.FileHandler(self.path / TEXT_LOG_NAME, encoding="utf-8")
+            text_log = TextLogHandler(self.path / TEXT_LOG_NAME, encoding="utf-8")
+        except LinkedPathError as exc:
+            raise OutputDirError(f"{self.path}: {exc.strerror}") from exc
         except OSError as exc:
             raise OutputDirError(f"{self.path}: cannot create the output folder ({exc.strerror or exc})") from exc
         text_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -151,6 +175,11 @@ class _Folder:
             self._text_log.close()
         if self._lock is not None:
             self._lock.release()
+
+
+def _stop_if_asked(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise Interrupted("interrupted before any image was made; run the same command again to resume")
 
 
 def _report(context: RunContext, recipe: dict, device: str, jobs, todo_keys: set, selection, engine, share: Share,
@@ -261,6 +290,7 @@ class BatchImageGenerator:
         progress: bool | None = None,
         stop: threading.Event | None = None,
         files: Files = DEFAULT_FILES,
+        progress_interval: float = 30.0,
         **setting_values,
     ):
         unknown = set(setting_values) - _SETTING_NAMES
@@ -271,7 +301,7 @@ class BatchImageGenerator:
         self.output_dir = Path(output_dir)
         self.context = RunContext(prompts_file, Path(output_dir), self.settings, limit, samples, sample_range,
                                   save_images, overwrite, replace_changed, verify, progress,
-                                  stop or threading.Event(), files)
+                                  stop or threading.Event(), files, progress_interval)
 
     def request_stop(self) -> None:
         """Ask the run to stop after abandoning the batch in flight (what the CLI does on SIGINT/SIGTERM)."""

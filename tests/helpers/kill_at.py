@@ -4,7 +4,7 @@
 
 Under `accelerate launch`, KILL_RANK=R limits the kill to process R (the others run on).
 
-POINT: decode (mid-generation), half-png (a temporary PNG half written), rename (PNG written, not renamed),
+POINT: load (while the models load, the folder locked), decode (mid-generation), half-png (a temporary PNG half written), rename (PNG written, not renamed),
 journal (PNG in place, not journaled), torn-journal (half a journal line), log (the final JSON being written).
 
 The write points go through music2image's one write seam (`music2image.outputs.Files`, handed to `main`): each
@@ -70,6 +70,16 @@ if point == "decode":
         return real_decode(self, latents, dtype_name)
 
     Engine.decode = decode
+elif point == "load":
+    real_load = Engine.load.__func__
+
+    def load(cls, settings, device=None):
+        engine = real_load(cls, settings, device)
+        if reached():
+            die()
+        return engine
+
+    Engine.load = classmethod(load)
 elif point not in ("half-png", "rename", "journal", "torn-journal", "log"):
     sys.exit(f"unknown point {point}")
 

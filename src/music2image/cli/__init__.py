@@ -15,7 +15,8 @@ from ..prompts import DEFAULT_PROMPTS_FILE
 from ..settings import GenerationSettings
 from ..version import __version__
 from . import commands
-from .flags import _int, _positive_int, add_generation_flags, add_prompt_flags, generate_flags_table
+from .flags import (RUN_PROMPTS_NAME, _int, _positive_int, add_generation_flags, add_progress_flag, add_prompt_flags,
+                    generate_flags_table)
 
 __all__ = ["build_parser", "generate_flags_table", "main", "main_exit"]
 
@@ -30,21 +31,39 @@ EXIT_CODES_HELP = """exit codes:
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 
+PROMPTS_EXIT_CODES_HELP = """exit codes:
+  0    the prompts file was written (audio that could not be analysed is a skipped sample: see the warnings)
+  1    no audio file gave prompts, the file could not be written, or the --llm service failed mid-run
+       (its answers so far are cached: run the same command again)
+  2    bad input or usage (missing or unsupported audio, a bad flag, --output holds other prompts):
+       nothing was written
+  130  interrupted (Ctrl-C / SIGTERM): nothing was written; run the same command again
+"""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (and exit 2), not a usage dump."""
+    """argparse, but a usage mistake is one line (and exit 2), not a usage dump, and no abbreviations: `--output`
+    must not silently mean `--output-dir`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="music2image", description="Turn visual prompts (from music) into SDXL images.",
+def build_parser(generate_prog: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line. `generate_prog`: the name `generate` calls itself in its help and errors
+    (the seed's script, generate_images_from_prompts.py, is `generate` under its own name)."""
+    parser = _Parser(prog=generate_prog or "music2image", description="Turn visual prompts (from music) into SDXL images.",
                      epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"music2image {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the full traceback of errors (for developers)")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     generate = subcommands.add_parser("generate", help="generate images from a visual-prompts file",
+                                   **({"prog": generate_prog} if generate_prog else {}),
                                    description="Generate one image per prompt of a visual-prompts file.",
                                    epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generation_flags(generate)
@@ -52,18 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
                           help="show the full traceback of errors (for developers)")
     generate.set_defaults(func=commands.cmd_generate)
 
-    show = subcommands.add_parser("show", help="print the recipe inside an image made by music2image")
+    show = subcommands.add_parser(
+        "show", help="print the recipe inside an image made by music2image",
+        description="Print the recipe inside an image made by music2image: its A1111 `parameters` text, then the "
+                    "full recipe as JSON (models, every setting, seed, sample and prompt, library versions).")
     show.add_argument("image")
     show.add_argument("--json", action="store_true", help="only the recipe, as JSON")
     show.set_defaults(func=commands.cmd_show)
 
-    regenerate = subcommands.add_parser("regenerate", help="make an image again from the recipe inside it")
+    regenerate = subcommands.add_parser(
+        "regenerate", help="make an image again from the recipe inside it",
+        description="Make an image again from the recipe inside it: byte-identical on the same device and library "
+                    "versions. The model named in the recipe is loaded (a single-file checkpoint must still have "
+                    "the same sha256).")
     regenerate.add_argument("image")
     regenerate.add_argument("--output", help="where to write it (default: IMAGE.regenerated.png next to it)")
     regenerate.add_argument("--device", help="default: the device it was made on (byte-identical there)")
     regenerate.set_defaults(func=commands.cmd_regenerate)
 
-    grid = subcommands.add_parser("grid", help="contact sheets: one per sample, plus an overview (OUTPUT_DIR/grids)")
+    grid = subcommands.add_parser(
+        "grid", help="contact sheets: one per sample, plus an overview (OUTPUT_DIR/grids)",
+        description="Write contact sheets into OUTPUT_DIR/grids: one per sample (its images in prompt order, "
+                    "labelled with prompt id, mode and temperature) and an overview of every sample.")
     grid.add_argument("output_dir")
     grid.add_argument("--thumb-size", type=_positive_int, default=256, help="tile size in pixels (default: %(default)s)")
     grid.add_argument("--overview-thumb-size", type=_positive_int, default=128,
@@ -72,14 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="samples per overview page, overview_001.png, ... (default: %(default)s)")
     grid.set_defaults(func=commands.cmd_grid)
 
-    gallery = subcommands.add_parser("gallery", help="a static index.html in the output folder (works offline)")
+    gallery = subcommands.add_parser(
+        "gallery", help="a static index.html in the output folder (works offline)",
+        description="Write OUTPUT_DIR/index.html, a static gallery that works offline from file://: one row per "
+                    "sample, convergent and divergent side by side, a mode filter, cached thumbnails.")
     gallery.add_argument("output_dir")
     gallery.add_argument("--thumb-size", type=_positive_int, default=256, help="thumbnail size (default: %(default)s)")
     gallery.add_argument("--samples-per-page", type=_positive_int, default=50,
                          help="samples per page; index.html is the first (default: %(default)s)")
     gallery.set_defaults(func=commands.cmd_gallery)
 
-    summary = subcommands.add_parser("summary", help="success rate, by mode, by sample and failures, as a table")
+    summary = subcommands.add_parser(
+        "summary", help="success rate, by mode, by sample and failures, as a table",
+        description="Print an output folder's summary as a table: success rate, counts by mode and by sample, "
+                    "failures with their reasons (--json: the summary file itself).")
     summary.add_argument("output_dir")
     summary.add_argument("--json", action="store_true", help="the summary JSON, for machines")
     summary.set_defaults(func=commands.cmd_summary)
@@ -87,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     prompts = subcommands.add_parser(
         "prompts", help="analyse music and write a visual-prompts file",
         description="Analyse audio files (wav, flac, ogg, mp3, aiff) or folders of them and write visual prompts in "
-                    "the schema `generate` reads.", epilog=EXIT_CODES_HELP,
+                    "the schema `generate` reads.", epilog=PROMPTS_EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     prompts.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files, folders, or an upstream .npy dataset")
     prompts.add_argument("--output", default=DEFAULT_PROMPTS_FILE, help="the visual-prompts JSON (default: %(default)s)")
@@ -96,15 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="prompt sampling seed; each prompt's comes from (seed, sample_idx, prompt_id) (default: %(default)s)")
     prompts.add_argument("--overwrite", action="store_true", help="replace an existing, different --output file")
     prompts.add_argument("--quiet", action="store_true", help="no progress bar; only warnings and errors")
+    add_progress_flag(prompts)
     prompts.set_defaults(func=commands.cmd_prompts)
 
     run = subcommands.add_parser(
         "run", help="music to images in one command: `prompts`, then `generate`",
-        description="Analyse the audio, write the visual prompts to --prompts-file, then generate the images. "
-                    "Every `generate` flag works here; running it again resumes.",
+        description="Analyse the audio, write the visual prompts to --prompts-file (default: "
+                    f"OUTPUT_DIR/{RUN_PROMPTS_NAME}), then generate the images. Every `generate` flag works here; "
+                    "running it again resumes.",
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files, folders, or an upstream .npy dataset")
-    add_generation_flags(run)
+    add_generation_flags(run, prompts_default=None,
+                         prompts_help=f"the visual-prompts JSON it writes, then reads (default: OUTPUT_DIR/{RUN_PROMPTS_NAME})")
     add_prompt_flags(run)
     run.set_defaults(func=commands.cmd_run)
 
@@ -127,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar; only warnings and errors")
     evaluate.set_defaults(func=commands.cmd_evaluate)
 
-    tiny = subcommands.add_parser("make-tiny-model", help="write the tiny random SDXL (base + refiner) and CLIP used for offline tests")
+    tiny = subcommands.add_parser(
+        "make-tiny-model", help="write the tiny random SDXL (base + refiner) and CLIP used for offline tests",
+        description="Write the tiny random SDXL base (DIRECTORY/base) and refiner (DIRECTORY/refiner) that tests "
+                    "and offline runs use, the same as single-file checkpoints (base.safetensors, "
+                    "refiner.safetensors), and a tiny random CLIP (DIRECTORY/clip) for `evaluate`. Its images are "
+                    "coloured noise, by design.")
     tiny.add_argument("directory", help="folder to write base/, refiner/ and clip/ into")
     tiny.set_defaults(func=commands.cmd_make_tiny_model)
     return parser
@@ -146,39 +189,44 @@ def _configure_logging(quiet: bool) -> None:
     logger.addHandler(handler)
 
 
-def main(argv: list[str] | None = None, *, files: Files = DEFAULT_FILES) -> int:
-    """The command line. `files`: the write path of generating commands (tests pass one that crashes in it)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error (already printed as one line)
-        return int(exc.code or 0)
-    args.files, args.stop = files, threading.Event()
-    # Under `accelerate launch` only the main process (RANK 0) talks; the others report warnings and errors.
-    _configure_logging(getattr(args, "quiet", False) or os.environ.get("RANK", "0") != "0")
-    try:
-        status = int(args.func(args))
-        sys.stdout.flush()  # here, so that a reader gone away (`| head`) is seen below, not at interpreter exit
-        return status
-    except BrokenPipeError:
-        # The reader closed the pipe (`music2image show IMAGE | head`): what it wanted, it has. Point stdout at
-        # /dev/null so the interpreter's last flush has nowhere to fail; exit as a process killed by SIGPIPE does.
+def main(argv: list[str] | None = None, *, files: Files = DEFAULT_FILES, generate_prog: str | None = None) -> int:
+    """The command line. `files`: the write path of generating commands (tests pass one that crashes in it).
+    `generate_prog`: the name `generate` goes by in its help and errors (the seed's script passes its own)."""
+    # Ctrl-C/SIGTERM are ours from the first moment, before torch is imported or any model loads.
+    with commands.stop_on_signals(threading.Event()) as signals:
+        args = None
         try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):  # a stdout without a file descriptor (a test's capture)
-            pass
-        return EXIT_BROKEN_PIPE
-    except Music2ImageError as exc:
-        if args.traceback:
-            raise
-        if not getattr(exc, "shared", False) or os.environ.get("RANK", "0") == "0":  # one message per launch
-            print(f"music2image: error: {exc}", file=sys.stderr)
-        return int(exc.exit_status)
-    except KeyboardInterrupt:
-        if args.traceback:
-            raise
-        print("music2image: interrupted; run the same command again to resume", file=sys.stderr)
-        return int(ExitStatus.INTERRUPTED)
+            parser = build_parser(generate_prog)
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as exc:  # --help, --version, or a usage error (already printed as one line)
+                return int(exc.code or 0)
+            args.files, args.stop, args.signals = files, signals.stop, signals
+            # Under `accelerate launch` only the main process (RANK 0) talks; the others report warnings and errors.
+            _configure_logging(getattr(args, "quiet", False) or os.environ.get("RANK", "0") != "0")
+            status = int(args.func(args))
+            sys.stdout.flush()  # here, so that a reader gone away (`| head`) is seen below, not at interpreter exit
+            return status
+        except BrokenPipeError:
+            # The reader closed the pipe (`music2image show IMAGE | head`): what it wanted, it has. Point stdout at
+            # /dev/null so the interpreter's last flush has nowhere to fail; exit as a process killed by SIGPIPE does.
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):  # a stdout without a file descriptor (a test's capture)
+                pass
+            return EXIT_BROKEN_PIPE
+        except Music2ImageError as exc:
+            if getattr(args, "traceback", False):
+                raise
+            if not getattr(exc, "shared", False) or os.environ.get("RANK", "0") == "0":  # one message per launch
+                kind = "" if exc.exit_status == ExitStatus.INTERRUPTED else "error: "
+                print(f"music2image: {kind}{exc}", file=sys.stderr)
+            return int(exc.exit_status)
+        except KeyboardInterrupt:
+            if getattr(args, "traceback", False):
+                raise
+            print("music2image: interrupted; run the same command again to resume", file=sys.stderr)
+            return int(ExitStatus.INTERRUPTED)
 
 
 def main_exit() -> None:

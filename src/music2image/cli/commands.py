@@ -7,11 +7,17 @@ import signal
 import sys
 import threading
 
+from pathlib import Path
+
 from ..errors import ExitStatus, SettingsError
-from .flags import settings_from_args
+from ..outputs.files import OutputLock
+from .flags import RUN_PROMPTS_NAME, settings_from_args
 
 
 def cmd_generate(args) -> int:
+    # From here a first Ctrl-C/SIGTERM stops the run where nothing is lost (before or right after loading the
+    # models, or after the batch in flight); it is set before torch is imported, which takes seconds.
+    args.signals.graceful = True
     from ..run import BatchImageGenerator
 
     generator = BatchImageGenerator(
@@ -25,12 +31,12 @@ def cmd_generate(args) -> int:
         replace_changed=args.replace_changed,
         verify=args.verify,
         progress=False if args.quiet else None,
+        progress_interval=args.progress_interval,
         settings=settings_from_args(args),
         stop=args.stop,
         files=args.files,
     )
-    with stop_on_signals(args.stop):
-        result = generator.run()
+    result = generator.run()
     if result.process_index:  # under `accelerate launch`, the main process speaks for the launch
         return result.exit_status
     state = "interrupted" if result.interrupted else "done"
@@ -53,7 +59,8 @@ def _write_prompts(args, output: str, overwrite: bool):
     llm = LLMSettings(args.llm, args.llm_model or "", args.llm_base_url, timeout=args.llm_timeout,
                       concurrency=args.llm_concurrency) if args.llm else None
     document = write_prompts_file(args.audio, output, plan, allow_pickle=args.allow_pickle, text_model=args.text_model,
-                                  llm=llm, overwrite=overwrite, progress=not args.quiet and sys.stderr.isatty())
+                                  llm=llm, overwrite=overwrite, progress=not args.quiet,
+                                  progress_interval=args.progress_interval)
     print(f"prompts: {len(document.samples) - document.skipped} samples, {document.prompt_count} prompts, "
           f"{document.skipped} skipped -> {output}")
     return document
@@ -71,6 +78,10 @@ def cmd_run(args) -> int:
     # (the same checks `generate` makes before it loads a model).
     settings = settings_from_args(args).validate()
     resolved_dtype_name(settings.dtype, available_device(settings.device), settings.offload)
+    if args.prompts_file is None:  # the folder holds what made its images: two runs never share a prompts file
+        args.prompts_file = str(Path(args.output_dir) / RUN_PROMPTS_NAME)
+        if Path(args.output_dir).is_dir():  # a folder another run is writing: refused before any audio is read
+            OutputLock(Path(args.output_dir)).acquire().release()
     document = _write_prompts(args, args.prompts_file, args.overwrite)
     if not document.prompt_count:
         print("music2image: no sample gave prompts (see the warnings above); no images to make", file=sys.stderr)
@@ -159,15 +170,20 @@ def cmd_make_tiny_model(args) -> int:
 
 
 class stop_on_signals:
-    """First SIGINT/SIGTERM: stop after the batch in flight is abandoned. Second: stop at once
-    (KeyboardInterrupt); atomic writes still leave no torn file."""
+    """SIGINT and SIGTERM alike, from the moment a command starts (main() installs it first thing).
+
+    Until `graceful` is set, a signal stops at once (KeyboardInterrupt; every write is atomic, so nothing is torn).
+    `generate` (and `run`, once its prompts are written) sets it: then the first signal sets `stop`, and the run
+    stops where nothing is lost: before the models load, right after they loaded, or once the batch in flight is
+    abandoned. A second signal stops at once."""
 
     def __init__(self, stop: threading.Event):
         self.stop = stop
+        self.graceful = False
         self.previous = {}
 
     def _handle(self, signum, frame):
-        if self.stop.is_set():
+        if not self.graceful or self.stop.is_set():
             raise KeyboardInterrupt
         self.stop.set()
         logging.getLogger("music2image").warning(

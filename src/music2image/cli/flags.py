@@ -75,8 +75,25 @@ def _checked(parse):
 _TYPES = {int: lambda text: _int(text), float: lambda text: _float(text), str: str}
 
 
-def add_generation_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prompts-file", default=DEFAULT_PROMPTS_FILE, help="visual-prompts JSON (default: %(default)s)")
+RUN_PROMPTS_NAME = "visual_prompts.json"  # `run` writes its prompts here, inside --output-dir
+
+
+def _seconds(text: str) -> float:
+    value = _float(text)
+    if not value > 0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds above 0")
+    return value
+
+
+def add_progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress-interval", type=_seconds, default=30.0, metavar="SECONDS",
+                   help="off a terminal (nohup, SLURM, a pipe), a progress line this often and at each tenth of the work "
+                        "(default: %(default)s)")
+
+
+def add_generation_flags(p: argparse.ArgumentParser, prompts_default: str | None = DEFAULT_PROMPTS_FILE,
+                         prompts_help: str = "visual-prompts JSON (default: %(default)s)") -> None:
+    p.add_argument("--prompts-file", default=prompts_default, help=prompts_help)
     p.add_argument("--output-dir", default="images",
                    help="where images, log and summary go, relative to the working directory (default: %(default)s)")
     p.add_argument("--limit", type=_positive_int, help="at most N prompts (after sample selection)")
@@ -95,6 +112,7 @@ def add_generation_flags(p: argparse.ArgumentParser) -> None:
                    help="re-hash every finished image on resume (default: trust the size and mtime recorded "
                         "when it was written)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only warnings and errors")
+    add_progress_flag(p)
 
 
 def add_prompt_flags(p: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..errors import Music2ImageError, SettingsError
 from ..outputs import LOG_NAME, atomic_write_bytes, atomic_write_json, now_iso
 from . import documents

@@ -20,11 +20,12 @@ from typing import Iterator
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..errors import AudioInputError
 from .features import AudioProblem, MusicalFeatures, analyse
 from .mapping import Emotion, distinct_descriptors, emotion_of, mood_label
 from .sources import AnalysedAudio, Source, collect_sources, load_source
+from ..progress import tracked
 from .llm import LLMSettings, LLMWriter, with_cache_next_to
 from .writer import TransformersWriter, VocabularyWriter, clip_token_count
 
@@ -203,11 +204,11 @@ def iter_samples(sources: list[Source], plan: PromptPlan, writer) -> Iterator[Sa
 
 def build_prompts(inputs: list[str | os.PathLike], plan: PromptPlan | None = None, *, allow_pickle: bool = False,
                   text_model: str | None = None, llm: LLMSettings | None = None, writer=None,
-                  progress: bool = False) -> PromptsDocument:
+                  progress: bool = False, progress_interval: float = 30.0) -> PromptsDocument:
     """The typed prompts document for `inputs` (files, folders, .npy datasets). `writer` (anything with `name` and
     `write(descriptors, temperature, rng) -> (text, descriptors)`) overrides the default vocabulary writer; with
-    `llm`, a chat model writes the text (answers cached in `llm.cache_dir`, or in memory when that is None)."""
-    from tqdm import tqdm
+    `llm`, a chat model writes the text (answers cached in `llm.cache_dir`, or in memory when that is None).
+    `progress`: a bar on a terminal, else a log line every `progress_interval` seconds and at each tenth."""
 
     plan = (plan or PromptPlan()).validate()
     if sum(option is not None for option in (text_model, llm, writer)) > 1:
@@ -219,7 +220,8 @@ def build_prompts(inputs: list[str | os.PathLike], plan: PromptPlan | None = Non
     sources = collect_sources(inputs, allow_pickle)
     if llm is not None:
         writer.probe()  # a bad key, model or URL stops here, before minutes of audio analysis
-    samples = list(iter_samples(tqdm(sources, unit="file", disable=not progress), plan, writer))
+    samples = list(tracked(iter_samples(sources, plan, writer), len(sources), what="files", unit="file",
+                           show=progress, interval=progress_interval))
     return PromptsDocument(plan, writer.name, samples, writer.metadata() if llm is not None else None)
 
 
@@ -230,7 +232,8 @@ def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = No
 
 def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLike, plan: PromptPlan | None = None, *,
                        allow_pickle: bool = False, text_model: str | None = None, llm: LLMSettings | None = None,
-                       writer=None, overwrite: bool = False, progress: bool = False) -> PromptsDocument:
+                       writer=None, overwrite: bool = False, progress: bool = False,
+                       progress_interval: float = 30.0) -> PromptsDocument:
     """Analyse `inputs` and write the visual-prompts file atomically. The same inputs and settings give the same
     bytes, so re-running is harmless; a different existing file is kept unless `overwrite`. With `llm`, its
     answers are cached beside the file (OUTPUT_STEM.llm-cache/) unless `llm.cache_dir` says where."""
@@ -245,7 +248,7 @@ def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLik
     if llm is not None:
         llm = with_cache_next_to(llm, output)
     document = build_prompts(inputs, plan, allow_pickle=allow_pickle, text_model=text_model, llm=llm, writer=writer,
-                             progress=progress)
+                             progress=progress, progress_interval=progress_interval)
     as_json = document.as_dict()
     load_prompts(as_json)  # the image stage's own loader must accept what we write
     data = (json.dumps(as_json, indent=2, ensure_ascii=False) + "\n").encode("utf-8")

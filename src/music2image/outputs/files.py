@@ -4,6 +4,10 @@ the folder lock.
 Every file is written to a temporary name in its own folder, fsync'd and renamed over the target, so a kill at
 any instant leaves the old file or the new one, never a torn one. `Files` is also the one seam tests use to crash
 a run inside the real write path (tests/helpers/kill_at.py subclasses it); nothing else needs patching.
+
+Nothing is written through a symbolic link: every file we create or append to is opened with O_NOFOLLOW (a planted
+`OUT/.music2image.lock -> ~/precious.txt` is refused, not truncated), temporaries are created with O_EXCL, and a
+path below the output folder is checked for linked folders (`links_below`) before anything is written into it.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +28,58 @@ LOCK_NAME = ".music2image.lock"
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+class LinkedPathError(OSError):
+    """A path we were about to write through is a symbolic link (errno ELOOP; the message names the path)."""
+
+    def __init__(self, path: Path):
+        super().__init__(errno.ELOOP, f"{describe_link(path)}: music2image never writes through links", str(path))
+
+
+def describe_link(path: Path) -> str:
+    """'PATH is a symbolic link to TARGET' (or 'PATH leaves the output folder' for a `..` or absolute path)."""
+    try:
+        return f"{path} is a symbolic link to {os.readlink(path)}"
+    except OSError:
+        return f"{path} is a symbolic link" if os.path.islink(path) else f"{path} leaves the output folder"
+
+
+def open_no_follow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """os.open that refuses a symbolic link as the last part of `path` (O_NOFOLLOW), saying which path it is."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise LinkedPathError(Path(path)) from None
+        raise
+
+
+def links_below(root: Path, relative_paths) -> list[Path]:
+    """Every symbolic link among `root / relative` and the folders between `root` and it, for each relative path
+    (`root` itself is the user's choice and may be a link). A path that leaves `root` (`..`, absolute) counts as
+    a link: nothing we write may resolve outside the output folder."""
+    root = Path(root)
+    found: dict[Path, None] = {}
+    for relative in relative_paths:
+        relative = Path(relative)
+        if relative.is_absolute() or ".." in relative.parts:
+            found[root / relative] = None
+            continue
+        path = root
+        for part in relative.parts:
+            path = path / part
+            if path.is_symlink():
+                found[path] = None
+                break
+    return list(found)
+
+
+def refuse_links_below(root: Path, relative_path) -> None:
+    """Raise LinkedPathError (an OSError) if writing `root / relative_path` would go through a link."""
+    links = links_below(root, [relative_path])
+    if links:
+        raise LinkedPathError(links[0])
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -43,7 +99,9 @@ class Files:
     """The write path. Subclass it to observe or interrupt writes (tests); each step calls the next for real."""
 
     def write_temporary(self, tmp: Path, data: bytes) -> None:
-        with open(tmp, "wb") as handle:
+        # A new file only (O_EXCL): never an existing file, nor a link planted under the temporary's name.
+        fd = open_no_follow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -54,17 +112,31 @@ class Files:
     def write_atomic(self, path: Path, data: bytes) -> None:
         """Write `data` to `path` so that readers (and a crash) see the old file or the new one, never half."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        # A random part: a name no earlier run (same pid in a container, same thread id) can have left behind.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        created = False
         try:
             self.write_temporary(tmp, data)
+            created = True
             self.replace(tmp, path)
-        except BaseException:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+        except BaseException as exc:
+            # Remove our temporary, never a file or link that was already there under its name (O_EXCL refused it).
+            if created or not isinstance(exc, OSError) or exc.errno not in (errno.EEXIST, errno.ELOOP):
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
             raise
         _fsync_dir(path.parent)
+
+    def write_into(self, root: Path, relative_path: str | os.PathLike, data: bytes) -> Path:
+        """`write_atomic` of `root / relative_path`, creating its folders, refusing any symbolic link between
+        `root` and the file (a planted `sample_000 -> /elsewhere` would otherwise receive the file)."""
+        refuse_links_below(root, relative_path)
+        target = Path(root) / relative_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.write_atomic(target, data)
+        return target
 
     def write_json(self, path: Path, document) -> None:
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -89,9 +161,11 @@ def atomic_write_json(path: Path, document) -> None:
 
 
 def remove_stale_temporaries(output_dir: Path) -> int:
-    """Temporary files of a killed run (never renamed into place) are garbage: remove them. Call under the lock."""
+    """Temporary files of a killed run (never renamed into place) are garbage: remove them. Call under the lock.
+    A `sample_*` folder that is a symbolic link is not looked into: nothing outside the output folder is deleted."""
     removed = 0
-    for folder in [Path(output_dir), *Path(output_dir).glob("sample_*")]:
+    folders = [Path(output_dir), *(p for p in Path(output_dir).glob("sample_*") if not p.is_symlink())]
+    for folder in folders:
         for tmp in folder.glob(".*.tmp"):
             try:
                 tmp.unlink()
@@ -99,6 +173,14 @@ def remove_stale_temporaries(output_dir: Path) -> int:
             except OSError:
                 pass
     return removed
+
+
+class TextLogHandler(logging.FileHandler):
+    """logging's FileHandler for the run's text log, opened with O_NOFOLLOW: it never appends through a link."""
+
+    def _open(self):
+        fd = open_no_follow(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 class OutputLock:
@@ -111,7 +193,11 @@ class OutputLock:
 
     def acquire(self) -> "OutputLock":
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # a planted link, an unwritable or read-only folder: nothing was written
+                raise OutputDirError(f"{self.path.parent}: cannot lock the output folder: "
+                                     f"{exc.strerror or exc}") from exc
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
