@@ -17,7 +17,8 @@ from pathlib import Path
 from .context import RunContext
 from .engine import ImageOutcome, ImageRequest, StopRequested
 from .errors import DiskError
-from .journal import JOURNAL_GLOB, ImageRecord, Journal, shard_name
+from .journal import JOURNAL_GLOB, Journal, shard_name
+from .records import ImageRecord
 from .outputs.files import now_iso
 from .outputs.image import encode_image
 from .plan import Job

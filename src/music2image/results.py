@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ExitStatus
-from .journal import ImageRecord
+from .records import ImageRecord
 from .prompts import SkippedSample
 
-# The seed-compatible name of an image's result: the journal's typed record (see journal.ImageRecord).
+# The seed-compatible name of an image's result: the journal's typed record (see records.ImageRecord).
 ImageResult = ImageRecord
 
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import threading
 
 from ..errors import ExitStatus, Music2ImageError
 from ..outputs.files import DEFAULT_FILES, Files
 from ..prompts import DEFAULT_PROMPTS_FILE
-from ..settings import GenerationSettings
+from ..settings import GenerationSettings, declared_settings, default_of, flag_of
 from ..version import __version__
 from . import commands
-from .flags import (RUN_PROMPTS_NAME, _int, _positive_int, add_generation_flags, add_progress_flag, add_prompt_flags,
-                    generate_flags_table)
+from .flags import RUN_PROMPTS_NAME, _int, _positive_int, add_generation_flags, add_progress_flag, add_prompt_flags
 
 __all__ = ["build_parser", "generate_flags_table", "main", "main_exit"]
 
@@ -234,3 +234,24 @@ def main_exit() -> None:
     sys.exit(main())
 
 
+def generate_flags_table() -> str:
+    """The README's `generate` flags table, made from the parser (and so from the settings' declarations):
+    `python -c "from music2image.cli import generate_flags_table; print(generate_flags_table())"`."""
+    generate = build_parser()._subparsers._group_actions[0].choices["generate"]
+    rows = ["| flag | default | meaning |", "|---|---|---|"]
+    declared = {flag_of(name): (name, setting) for name, setting in declared_settings().items()}
+    for action in generate._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        flag = action.option_strings[-1]
+        if flag in declared:
+            name, setting = declared[flag]
+            default, meaning = setting.default_text or default_of(name), setting.help
+            plain = setting.default_text is not None
+        else:
+            default, meaning, plain = action.default, re.sub(r" \(default: %\(default\)s\)$", "", action.help), False
+        if isinstance(default, bool) or default is None or default == argparse.SUPPRESS:
+            default, plain = ("off" if action.nargs == 0 else "none"), True
+        default = default if plain else f"`{default}`"
+        rows.append(f"| `{flag}` | {default} | {meaning} |")
+    return "\n".join(rows)

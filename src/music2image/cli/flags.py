@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 from ..prompts import DEFAULT_PROMPTS_FILE
 from ..settings import GenerationSettings, Setting, declared_settings, default_of, flag_of
@@ -140,28 +139,3 @@ def add_prompt_flags(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args) -> GenerationSettings:
     return GenerationSettings(**{name: getattr(args, name) for name in declared_settings()})
-
-
-def generate_flags_table() -> str:
-    """The README's `generate` flags table, made from the parser (and so from the settings' declarations):
-    `python -c "from music2image.cli import generate_flags_table; print(generate_flags_table())"`."""
-    from . import build_parser
-
-    generate = build_parser()._subparsers._group_actions[0].choices["generate"]
-    rows = ["| flag | default | meaning |", "|---|---|---|"]
-    declared = {flag_of(name): (name, setting) for name, setting in declared_settings().items()}
-    for action in generate._actions:
-        if not action.option_strings or action.dest == "help":
-            continue
-        flag = action.option_strings[-1]
-        if flag in declared:
-            name, setting = declared[flag]
-            default, meaning = setting.default_text or default_of(name), setting.help
-            plain = setting.default_text is not None
-        else:
-            default, meaning, plain = action.default, re.sub(r" \(default: %\(default\)s\)$", "", action.help), False
-        if isinstance(default, bool) or default is None or default == argparse.SUPPRESS:
-            default, plain = ("off" if action.nargs == 0 else "none"), True
-        default = default if plain else f"`{default}`"
-        rows.append(f"| `{flag}` | {default} | {meaning} |")
-    return "\n".join(rows)
