@@ -151,7 +151,7 @@ def main() -> None:
         "cold_steps_s": {name: round(value, 2) for name, value in cold.seconds.items()},
         "clip_embedding_img_s": round(args.images / embed_s, 3), "colour_img_s": round(args.images / colour_s, 3),
         # On a shared machine wall time depends on the others: the CPU seconds this process got, and the load.
-        "clip_embedding_cpu_s_per_img": round(embed_cpu_s / args.images, 3),
+        "clip_embedding_cpu_s_per_img": round(embed_cpu_s / args.images, 5),
         "load_average": [round(x, 1) for x in os.getloadavg()], "cpus": os.cpu_count(),
     }
     print(f"model {args.model} on {device} ({record['cpu']}, {record['threads']} threads), {args.images} images "

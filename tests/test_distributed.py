@@ -120,7 +120,7 @@ def test_one_process_killed_then_resume_with_one_process(setup):
     run_dir.mkdir()
     images = run_dir / "images"
     # Process 1 is SIGKILLed at its second decode (after its first batch of 2 was saved); the launcher stops the rest.
-    killed = accelerate_launch([str(REPO / "tests" / "helpers" / "kill_at.py"), "decode", "3", *args], cwd=run_dir,
+    killed = accelerate_launch([str(REPO / "tests" / "helpers" / "kill_at.py"), "decode", "2", *args], cwd=run_dir,
                                env={"KILL_RANK": "1"})
     assert killed.returncode != 0
     before = [r for r in read_journal_dir(images) if r.get("type") == "image" and r["status"] == "success"]

@@ -122,11 +122,11 @@ def test_anthropic_sends_no_temperature_says_so_and_carries_the_mode_in_the_inst
 def test_run_writes_prompts_with_the_llm_then_images(server, song, workdir, tiny_model):
     assert run_cli("run", song, *llm_flags(server), "--convergent", "1", "--divergent", "1",
                    *model_flags(tiny_model), "--width", "64", "--height", "64", "--steps", "2", "--quiet") == 0
-    prompts = prompts_of(workdir / "generated_prompts" / "visual_prompts_complete.json")
+    prompts = prompts_of(workdir / "images" / "visual_prompts.json")  # `run` keeps its prompts in its folder
     assert [p["writer"] for p in prompts] == ["openai", "openai"]
     assert sorted(p.name for p in (workdir / "images").rglob("*.png")) == [
         "sample_000_prompt_00.png", "sample_000_prompt_01.png"]
-    assert (workdir / "generated_prompts" / "visual_prompts_complete.llm-cache").is_dir()
+    assert (workdir / "images" / "visual_prompts.llm-cache").is_dir()
 
 
 # Faults: one request at a time, so the script hits a known prompt -----------------------------------------------

@@ -239,7 +239,7 @@ def test_run_goes_from_music_to_images_and_resumes(audio_dir, workdir, tiny_mode
     log = read_json(images / "image_generation_log.json")
     assert log["metadata"]["successful"] == 10 and log["metadata"]["generated_this_run"] == 10
     assert [s["sample_idx"] for s in log["skipped_samples"]] == [1]  # the silent file, reported
-    assert (workdir / "generated_prompts" / "visual_prompts_complete.json").is_file()
+    assert (images / "visual_prompts.json").is_file()  # `run` keeps its prompts in its folder
     before = {p: p.read_bytes() for p in images.rglob("*.png")}
     assert run_cli(*args) == 0  # the same prompts again, every image already there: nothing made twice
     assert read_json(images / "image_generation_log.json")["metadata"]["generated_this_run"] == 0
