@@ -1,11 +1,13 @@
 """The benchmark runs from the README's install (a smoke run on the tiny model; figures live in docs/PERFORMANCE.md)."""
 
+import pytest
 import json
 import shlex
 
 from conftest import REPO, run_subprocess
 
 
+@pytest.mark.slow
 def test_the_readme_benchmark_command_runs_on_the_tiny_model_and_ends_with_its_json_line(workdir):
     from test_readme import _bash_blocks
 
@@ -21,6 +23,7 @@ def test_the_readme_benchmark_command_runs_on_the_tiny_model_and_ends_with_its_j
     assert "(a) seed-style loop" in out.stdout and "(b) music2image" in out.stdout
 
 
+@pytest.mark.slow
 def test_the_profile_benchmark_names_where_the_time_goes(workdir):
     out = run_subprocess([str(REPO / "benchmarks" / "profile_image.py"), "--model", "tiny"], cwd=workdir, timeout=600)
     assert out.returncode == 0, out.stderr
@@ -32,6 +35,7 @@ def test_the_profile_benchmark_names_where_the_time_goes(workdir):
     assert seconds["VAE decode"] > 0 and seconds["text encoding"] > 0 and seconds["model loading"] > 0
 
 
+@pytest.mark.slow
 def test_the_single_file_load_benchmark_runs_on_the_tiny_model(workdir):
     out = run_subprocess([str(REPO / "benchmarks" / "single_file_load.py"), "--model", "tiny", "--repeats", "1"],
                          cwd=workdir, timeout=600)
@@ -43,6 +47,7 @@ def test_the_single_file_load_benchmark_runs_on_the_tiny_model(workdir):
     assert "sha256 of the file" in out.stdout and "Engine.load from the single file" in out.stdout
 
 
+@pytest.mark.slow
 def test_the_unet_variants_benchmark_compares_layouts_with_the_plain_step(workdir):
     out = run_subprocess([str(REPO / "benchmarks" / "unet_variants.py"), "--model", "tiny", "--repeats", "1"],
                          cwd=workdir, timeout=600)

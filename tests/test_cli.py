@@ -91,6 +91,7 @@ def test_progress_interval_is_a_documented_setting():
                       "progress: 230/1000 images (23%), 1 images/s, 12m50s left"]
 
 
+@pytest.mark.slow
 def test_prompts_progress_off_a_terminal(workdir, capsys):
     for name, root in (("a.wav", 57), ("b.wav", 62)):
         write_wav(workdir / name, progression(root, "major", 120, 2))

@@ -59,6 +59,8 @@ def setup(tmp_path_factory, tiny_model):
     return root, args, root / "single" / "images"
 
 
+@pytest.mark.launch
+@pytest.mark.slow
 def test_two_processes_make_exactly_what_one_process_makes(setup):
     root, args, single = setup
     run_dir = root / "two"
@@ -85,6 +87,8 @@ def test_two_processes_make_exactly_what_one_process_makes(setup):
     assert out.stdout.count("done:") == 1  # one process speaks for the launch
 
 
+@pytest.mark.launch
+@pytest.mark.slow
 def test_the_seed_shim_runs_under_accelerate_too(setup):
     root, args, single = setup
     run_dir = root / "shim"
@@ -94,6 +98,8 @@ def test_the_seed_shim_runs_under_accelerate_too(setup):
     assert _pngs(run_dir / "images") == _pngs(single)
 
 
+@pytest.mark.launch
+@pytest.mark.slow
 def test_a_launch_from_a_single_file_checkpoint(setup, tiny_model):
     """The main process hashes the checkpoint and shares the recipe; the pixels are the one-process folder run's."""
     import numpy as np
@@ -114,6 +120,8 @@ def test_a_launch_from_a_single_file_checkpoint(setup, tiny_model):
     assert read_json(run_dir / "images" / "image_generation_log.json")["metadata"]["model_sha256"]
 
 
+@pytest.mark.launch
+@pytest.mark.slow
 def test_one_process_killed_then_resume_with_one_process(setup):
     root, args, single = setup
     run_dir = root / "killed"
@@ -139,6 +147,7 @@ def test_one_process_killed_then_resume_with_one_process(setup):
     assert len(made) == len(set(made)) == 10  # nothing finished before the kill was made again
 
 
+@pytest.mark.launch
 def test_a_launch_is_refused_while_an_unrelated_run_holds_the_folder(setup):
     root, args, _ = setup
     run_dir = root / "locked"

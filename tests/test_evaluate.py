@@ -232,6 +232,7 @@ def test_report_shows_the_answers_and_escapes_text(planted):
                                                       ["divergent_vs_convergent"])
 
 
+@pytest.mark.browser
 def test_report_in_a_real_browser(planted, tmp_path):
 
     folder, _ = planted
@@ -262,6 +263,7 @@ def test_headline_and_image_measures_for_summary_and_gallery(planted, tmp_path):
 
 
 # Bad input and hostile folders -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bad_input_is_one_message_exit_2_and_nothing_written(workdir, capsys, _hermetic_cache):
     assert run_cli("evaluate", "nowhere", "--clip-model", "tiny") == 2
     assert "not a folder" in capsys.readouterr().err

@@ -81,6 +81,7 @@ for sample_idx, counts in summary['by_sample'].items():
                                        "Sample 2: 3 convergent, 2 divergent"]
 
 
+@pytest.mark.slow
 def test_seed_shim_runs_generate_with_the_same_flags(prompts_file, tiny_model, workdir):
     out = run_subprocess([str(REPO / "generate_images_from_prompts.py"), *model_flags(tiny_model), *SMALL,
                           "--samples", "1", "--output-dir", "images_batch1"], cwd=workdir)
@@ -94,6 +95,7 @@ def test_seed_shim_runs_generate_with_the_same_flags(prompts_file, tiny_model, w
         assert flag in help_text
 
 
+@pytest.mark.slow
 def test_python_module_entry_point(prompts_file, tiny_model, workdir):
     out = run_subprocess(["-m", "music2image", "generate", *model_flags(tiny_model), *SMALL, "--limit", "1"], cwd=workdir)
     assert out.returncode == 0, out.stderr

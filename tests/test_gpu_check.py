@@ -44,6 +44,7 @@ def test_gpu_check_runs_on_the_cpu_with_the_tiny_model_and_writes_json_and_markd
     assert markdown in out.stdout
 
 
+@pytest.mark.slow
 def test_gpu_check_counts_the_full_size_tflop_per_image_without_a_gpu(workdir):
     out = run_subprocess([str(REPO / "benchmarks" / "gpu_check.py"), "--count-flops"], cwd=workdir, timeout=600)
     assert out.returncode == 0, out.stderr

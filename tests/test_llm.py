@@ -58,6 +58,7 @@ def assert_no_key_anywhere(folder: Path, *texts: str) -> None:
 
 
 # End to end -------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_openai_sends_each_temperature_and_seed_with_features_and_schema_and_a_rerun_asks_nothing(
         server, song, workdir, capsys):
     server.reply_delay = 0.2  # long enough for the requests to overlap

@@ -109,6 +109,7 @@ def test_vae_flag_loads_another_vae_and_records_it(prompts_file, tiny_model, wor
     assert Image.open(made).tobytes() == Image.open(workdir / "plain" / "sample_000" / "sample_000_prompt_00.png").tobytes()
 
 
+@pytest.mark.slow
 def test_a_hub_model_records_the_commit_it_was_loaded_from(prompts_file, tiny_model, workdir):
     """A hub id, loaded offline from the local Hugging Face cache: the snapshot's commit goes into every image."""
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -174,6 +175,7 @@ def test_gallery_escapes_prompts_and_caches_thumbnails(made):
     assert [t.stat().st_mtime_ns for t in thumbs] == stamps  # made once, reused
 
 
+@pytest.mark.browser
 def test_gallery_in_a_real_browser(made, tmp_path):
     chromium = chromium_path()
     log = read_json(made / "image_generation_log.json")
@@ -204,6 +206,7 @@ def test_gallery_in_a_real_browser(made, tmp_path):
     assert len(set(picture.resize((64, 64)).getdata())) > 50  # images and text, not a blank page
 
 
+@pytest.mark.slow
 def test_progress_bar_only_on_a_terminal_and_quiet(prompts_file, tiny_model, workdir):
     out = run_subprocess(["-m", "music2image", "generate", *model_flags(tiny_model), *SMALL, "--limit", "2"], cwd=workdir)
     assert out.returncode == 0

@@ -93,6 +93,7 @@ def test_vae_tiling_decodes_in_tiles_and_says_so(ten_prompts, tiny_model, workdi
     assert read_json(workdir / "images" / "image_generation_log.json")["metadata"]["vae_tiling"] is True
 
 
+@pytest.mark.slow
 def test_compile_pads_the_last_batch_reports_compile_time_and_matches_eager(ten_prompts, tiny_model, workdir,
                                                                              monkeypatch, capsys):
     shapes = []

@@ -1,5 +1,6 @@
 """The README's commands are run here, so they cannot rot."""
 
+import pytest
 import re
 import shlex
 import shutil
@@ -20,6 +21,7 @@ def test_readme_has_install_main_job_and_test_commands():
     assert "python -m pytest" in (REPO / ".ci" / "run").read_text().splitlines()
 
 
+@pytest.mark.slow
 def test_readme_offline_smoke_run_works_as_written(workdir):
     (smoke,) = [c for c in _bash_blocks() if c.startswith("music2image generate") and " --model tiny " in f"{c} "]
     shutil.copytree(REPO / "examples", workdir / "examples")
@@ -31,6 +33,7 @@ def test_readme_offline_smoke_run_works_as_written(workdir):
     assert summary["total_images_generated"] == 10 and summary["success_rate"] == 100.0
 
 
+@pytest.mark.slow
 def test_readme_single_file_commands_work_as_written(workdir):
     make = next(c for c in _bash_blocks() if c.startswith("music2image make-tiny-model"))
     generate = next(c for c in _bash_blocks() if c.startswith("music2image generate") and ".safetensors" in c
@@ -61,6 +64,7 @@ def test_example_prompts_fit_clip_and_follow_the_upstream_shape():
             assert len(tokenizer.encode(prompt.visual_prompt)) + 2 <= 77  # + start and end tokens
 
 
+@pytest.mark.slow
 def test_readme_from_music_commands_work_as_written(workdir):
     import sys
 
@@ -82,6 +86,7 @@ def test_readme_from_music_commands_work_as_written(workdir):
     assert not (workdir / "generated_prompts").exists()
 
 
+@pytest.mark.slow
 def test_readme_seed_script_offline_line_works_in_a_fresh_checkout(workdir):
     (line,) = [c for c in _bash_blocks() if c.startswith("python3 generate_images_from_prompts.py")]
     shutil.copytree(REPO / "examples", workdir / "examples")  # what a fresh checkout has: no generated_prompts/

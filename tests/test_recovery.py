@@ -44,6 +44,7 @@ def test_an_exception_for_one_prompt_is_recorded_and_the_run_goes_on(ten_prompts
     assert len(records) == 11 and (records[-1]["sample_idx"], records[-1]["prompt_id"]) == (1, 2)
 
 
+@pytest.mark.slow
 def test_cuda_oom_halves_the_batch_then_falls_back_to_low_memory(ten_prompts, tiny_model, workdir, monkeypatch, capsys):
     real = engine_module.Engine.run_batch
     sizes = []

@@ -43,6 +43,7 @@ def crash_setup(tmp_path_factory, tiny_model):
 POINTS = ["load", "decode", "half-png", "rename", "journal", "torn-journal", "log"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", POINTS)
 def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(point, crash_setup):
     root, args, reference = crash_setup
@@ -92,6 +93,7 @@ def slow_args(workdir, tiny_model):
             "--steps", "12"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_writes_an_interrupted_log_and_resumes(signum, workdir, slow_args):
     process = _start(slow_args, workdir)
@@ -111,6 +113,7 @@ def test_signal_stops_writes_an_interrupted_log_and_resumes(signum, workdir, slo
     assert len(_image_records(workdir / "images")) == 40  # the first run's images were not made again
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_stops_at_once_without_torn_files(workdir, slow_args):
     process = _start(slow_args, workdir)
     _wait_for_images(workdir / "images", 1, process)
@@ -267,6 +270,7 @@ def test_a_sample_range_run_keeps_the_other_samples_in_log_and_summary(workdir, 
     assert "kept_outside_selection" not in log["metadata"]
 
 
+@pytest.mark.slow
 def test_sigterm_while_the_model_loads_stops_cleanly_with_130(workdir, tiny_model):
     """SLURM and `timeout` send SIGTERM at any moment, also while minutes of weights load: the run stops right after
     loading (a second signal: at once), having made and written nothing, with the lock released."""
