@@ -36,14 +36,10 @@ def image_relpath(sample_idx: int, prompt_id: int, image_format: str = "png", im
     return f"{folder}/{folder}_prompt_{int(prompt_id):02d}{suffix}{EXTENSIONS[image_format]}"
 
 
-def recipe_key(recipe: dict, seed: int, prompt: str) -> str:
-    text = json.dumps({"recipe": recipe, "seed": seed, "prompt": prompt}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
-
-
 def _recipe_keys(recipe: dict):
-    """`recipe_key` for one recipe and many prompts: the same text, with the recipe serialised once (100k
-    prompts re-serialised it 100k times). The keys of `{"prompt", "recipe", "seed"}` in sorted order."""
+    """(seed, prompt) → the job's recipe key: the first 24 hex digits of the sha256 of
+    `json.dumps({"prompt": prompt, "recipe": recipe, "seed": seed}, sort_keys=True, ensure_ascii=False)`, written out
+    with the recipe serialised once per run (100k prompts re-serialised it 100k times)."""
     recipe_text = json.dumps(recipe, sort_keys=True, ensure_ascii=False)
 
     def key(seed: int, prompt: str) -> str:

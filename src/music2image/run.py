@@ -6,6 +6,7 @@ load & validate → plan → skip what is done → load models → open the fold
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -245,8 +246,6 @@ def _report(context: RunContext, recipe: dict, device: str, jobs, todo_keys: set
 
 
 def _relabel(record, job):
-    import dataclasses
-
     return dataclasses.replace(record, mode=job.mode, temperature=job.temperature)
 
 
