@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmark_host import cpu_name  # benchmarks/benchmark_host.py, beside this script
 
 import numpy as np
 
@@ -89,14 +90,6 @@ def write_folder(root: Path, images: int, size: int) -> Path:
     return folder
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

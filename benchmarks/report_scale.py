@@ -15,21 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from benchmark_host import cpu_name  # benchmarks/benchmark_host.py, beside this script
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+
 
 
 def build_folder(folder: Path, samples: int, per_sample: int = 5, size: int = 64) -> Path:
