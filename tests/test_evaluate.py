@@ -3,6 +3,7 @@ called directly, the files are written (and only the new images embedded on a re
 
 import csv
 import io
+import itertools
 import json
 import re
 import shlex
@@ -176,6 +177,30 @@ def test_statistics_agree_with_scipy_called_directly(planted):
     u_test = stats.mannwhitneyu(major, minor, alternative="two-sided")
     reported = document["music_vs_image"]["major_minus_minor"]["lightness"]
     assert (reported["mann_whitney_u"], reported["p_value"]) == pytest.approx((u_test.statistic, u_test.pvalue))
+
+
+def test_few_samples_get_an_exact_spearman_p_value_not_the_t_approximation():
+    from scipy import stats
+
+    from music2image.evaluation.statistics import spearman
+
+    # Three samples in the same order: spearmanr's t approximation says p = 0; of the 3! = 6 orderings, 2 have
+    # |rho| = 1, so the exact two-sided p is 1/3 — nothing to call significant.
+    three = spearman([1.0, 2.0, 3.0], [0.2, 0.5, 0.9], n_resamples=200, seed=0)
+    assert three.rho == pytest.approx(1.0)
+    assert three.p_value == pytest.approx(1 / 3)
+    assert "exact" in three.note
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=7)
+    y = x + rng.normal(size=7)
+    orderings = list(itertools.permutations(range(7)))
+    observed = abs(stats.spearmanr(x, y).statistic)
+    as_extreme = sum(abs(stats.spearmanr(x, np.asarray(y)[list(order)]).statistic) >= observed - 1e-12
+                     for order in orderings)
+    assert spearman(list(x), list(y), n_resamples=200, seed=0).p_value == pytest.approx(as_extreme / len(orderings))
+    many = spearman(list(range(12)), [v * v for v in range(12)], n_resamples=200, seed=0)
+    assert many.p_value == pytest.approx(stats.spearmanr(range(12), [v * v for v in range(12)]).pvalue)
+    assert many.note is None
 
 
 def test_clip_scores_agree_with_clipmodel_called_directly(planted):

@@ -117,7 +117,8 @@ METHOD = {
     "effect_sizes": "rank_biserial: matched-pairs rank-biserial correlation (Kerby 2014), −1 … 1; cohens_dz: mean "
                     "difference / SD of the differences",
     "correlations": "Spearman's rho (scipy.stats.spearmanr) between a sample's mean image lightness, chroma or warmth "
-                    "and its music's valence, arousal or tempo; paired bootstrap 95 % CI of rho",
+                    "and its music's valence, arousal or tempo; paired bootstrap 95 % CI of rho; with fewer than 10 samples "
+                    "the p-value is exact (all permutations) instead of the t approximation",
     "major_minor": "major − minor samples (from the tonality feature): difference of mean image measures, bootstrap "
                    "95 % CI, Mann–Whitney U (two-sided), rank-biserial 2U/(n1 n2) − 1",
     "clip_score": "100 × max(cos(CLIP image embedding, CLIP text embedding of the prompt), 0) (the CLIPScore "

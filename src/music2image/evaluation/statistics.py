@@ -5,7 +5,9 @@
   zero handling), and two effect sizes: the matched-pairs rank-biserial correlation (Kerby 2014, Comprehensive
   Psychology 3:11.IT.3.1; the Wilcoxon test's own effect size, −1 … 1) and Cohen's d_z (mean / SD of the
   differences).
-- Music vs image: Spearman's ρ (scipy.stats.spearmanr) with its p-value, and a paired bootstrap CI of ρ.
+- Music vs image: Spearman's ρ (scipy.stats.spearmanr) with its p-value, and a paired bootstrap CI of ρ. Below
+  EXACT_SPEARMAN_BELOW samples the p-value is exact (every permutation of the ranks, scipy.stats.pearsonr on ranks
+  with PermutationMethod): spearmanr's t approximation says p = 0 for n = 3 and |ρ| = 1, where the exact p is 1/3.
 - Major vs minor (different samples): difference of means with a bootstrap CI, the Mann–Whitney U test
   (scipy.stats.mannwhitneyu, two-sided) and its rank-biserial correlation 2U / (n₁n₂) − 1.
 A value that cannot be computed (too few samples, no variation) is None, with the reason in `note`.
@@ -20,6 +22,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 CONFIDENCE = 0.95
+# n! permutations are enumerated below this (9! = 362,880, a fraction of a second); from 10 samples on, the t
+# approximation of spearmanr is used (Zar 1972, JASA 67:578: adequate from about n = 10).
+EXACT_SPEARMAN_BELOW = 10
 
 
 def _finite(value) -> float | None:
@@ -119,8 +124,15 @@ def spearman(x: list[float], y: list[float], n_resamples: int, seed: int) -> Cor
     if np.ptp(x_values) == 0 or np.ptp(y_values) == 0:
         return Correlation(n, None, None, (None, None), note="one of the two does not vary")
     result = spearmanr(x_values, y_values)
+    p_value, note = result.pvalue, None
+    if n < EXACT_SPEARMAN_BELOW:
+        from scipy.stats import PermutationMethod, pearsonr, rankdata
+
+        exact = pearsonr(rankdata(x_values), rankdata(y_values),
+                         method=PermutationMethod(n_resamples=math.factorial(n)))
+        p_value, note = exact.pvalue, f"exact permutation p-value ({math.factorial(n)} orderings of {n} samples)"
     ci = _bootstrap_ci((x_values, y_values), _spearman_statistic, n_resamples, seed, paired=True)
-    return Correlation(n, _finite(result.statistic), _finite(result.pvalue), ci)
+    return Correlation(n, _finite(result.statistic), _finite(p_value), ci, note)
 
 
 def _difference_of_means(a, b, axis=-1):
