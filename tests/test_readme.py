@@ -95,3 +95,11 @@ def test_readme_seed_script_offline_line_works_in_a_fresh_checkout(workdir):
     assert out.returncode == 0, out.stderr
     summary = read_json(workdir / "images_shim" / "image_generation_summary.json")
     assert summary["total_images_generated"] == 10 and summary["success_rate"] == 100.0
+
+
+def test_readme_exit_code_table_lists_every_exit_status():
+    from music2image.errors import ExitStatus
+
+    section = (REPO / "README.md").read_text().split("### Exit codes", 1)[1].split("\n\n", 2)[1]
+    codes = {int(m) for m in re.findall(r"^\| (\d+) \|", section, flags=re.M)}
+    assert codes == {int(status) for status in ExitStatus}

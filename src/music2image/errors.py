@@ -15,6 +15,7 @@ class ExitStatus(enum.IntEnum):
     SOME_FAILED = 1  # the run finished but some images failed, or it had to stop (disk full, ...)
     USAGE = 2  # bad input or usage: nothing was written
     INTERRUPTED = 130  # stopped by SIGINT/SIGTERM; re-run the same command to resume
+    BROKEN_PIPE = 141  # the reader of stdout went away (`show IMAGE | head`): 128 + SIGPIPE, as a shell reports it
 
 
 class Music2ImageError(Exception):

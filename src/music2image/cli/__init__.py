@@ -28,7 +28,6 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 
-EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 
 PROMPTS_EXIT_CODES_HELP = """exit codes:
@@ -214,7 +213,7 @@ def main(argv: list[str] | None = None, *, files: Files = DEFAULT_FILES, generat
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             except (OSError, ValueError):  # a stdout without a file descriptor (a test's capture)
                 pass
-            return EXIT_BROKEN_PIPE
+            return int(ExitStatus.BROKEN_PIPE)
         except Music2ImageError as exc:
             if getattr(args, "traceback", False):
                 raise
