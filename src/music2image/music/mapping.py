@@ -10,8 +10,9 @@
    valence and arousal.
 3. Descriptors. Every slot (subject, palette, light, motion, texture, composition, medium, mood) holds phrases placed
    in that space (vocabulary.py); subjects also by elevation, which follows brightness, so that music of one mood
-   still gets scenes that differ with its sound. A phrase's score is its closeness to the clip's target. Sampling is a softmax over scores at the
-   prompt's temperature: T → 0 always picks the best match, 0.4 stays near it (convergent), 0.8 wanders (divergent).
+   still gets scenes that differ with its sound. A phrase's score is its closeness to the clip's target. Sampling
+   is a softmax over scores at the prompt's temperature: T → 0 always picks the best match, 0.4 stays near it
+   (convergent), 0.8 wanders (divergent).
 """
 
 from __future__ import annotations
