@@ -139,5 +139,5 @@ def test_every_cell_of_the_plane_has_four_distinct_scenes():
     from music2image.music.vocabulary import SUBJECT_ELEVATIONS, SUBJECT_SCENES, SUBJECTS
 
     assert set(SUBJECT_SCENES) == {(v, a) for v in (-0.7, -0.42, -0.14, 0.14, 0.42, 0.7)
-                                                 for a in (-0.6, -0.3, 0.0, 0.3, 0.6)}
+                                   for a in (-0.6, -0.3, 0.0, 0.3, 0.6)}
     assert len(SUBJECTS) == len(SUBJECT_ELEVATIONS) * len(SUBJECT_SCENES)  # no scene written twice
