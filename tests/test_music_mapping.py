@@ -99,3 +99,45 @@ def test_palettes_reach_both_ends_of_lightness(tonality):
         assert np.mean(np.array(lightness) <= 0.35) >= 0.3
     else:
         assert np.mean(np.array(lightness) >= 0.6) >= 0.5
+
+
+def chorale_like_set() -> list[MusicalFeatures]:
+    """What a set of rendered chorales looks like (benchmarks/music_corpus.py): clear major or minor, one loudness,
+    58–154 BPM, instruments from a dark choir (900 Hz centroid) to a bright harpsichord (2800 Hz), legato to busy."""
+    return [features(tonality, tempo, -25.0, brightness, onsets, 0.25)
+            for tonality in ("major", "minor") for tempo in (62, 76, 92, 112, 136)
+            for brightness in (950, 1300, 1700, 2300, 2800) for onsets in (0.8, 2.4, 4.0)]
+
+
+def test_music_of_one_mood_still_gets_many_subjects():
+    """Mode decides most of valence, so chorales sit in a few cells of the valence–arousal plane; with one scene per
+    cell, one subject took 15 % of their prompts. Their sound (here brightness) must still spread the subjects."""
+    counts: dict[str, int] = {}
+    for sample_idx, clip in enumerate(chorale_like_set()):
+        for prompt in sample_prompts(clip, sample_idx, PromptPlan(), VocabularyWriter())[1]:
+            counts[prompt.descriptors["subject"]] = counts.get(prompt.descriptors["subject"], 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:4]
+    assert max(counts.values()) / sum(counts.values()) <= 0.06, top
+    assert len(counts) >= 40, len(counts)
+
+
+def test_brighter_music_gets_scenes_higher_up():
+    """Pitch height → height in space (Parise et al. 2014): the same mood played dark or bright."""
+    from music2image.music.vocabulary import SUBJECTS
+
+    for tonality in ("major", "minor"):
+        elevations = []
+        for brightness in (900.0, 1700.0, 2500.0, 3300.0):
+            clip = features(tonality, tempo=92.0, brightness=brightness, onsets=2.4, confidence=0.25)
+            best = sample_prompts(clip, 0, PromptPlan(convergent=1, divergent=0, convergent_temperature=0.0),
+                                  VocabularyWriter())[1][0]
+            elevations.append(SUBJECTS[best.descriptors["subject"]][2])
+        assert elevations == sorted(elevations) and elevations[-1] - elevations[0] >= 1.0, (tonality, elevations)
+
+
+def test_every_cell_of_the_plane_has_four_distinct_scenes():
+    from music2image.music.vocabulary import SUBJECT_ELEVATIONS, SUBJECT_SCENES, SUBJECTS
+
+    assert set(SUBJECT_SCENES) == {(v, a) for v in (-0.7, -0.42, -0.14, 0.14, 0.42, 0.7)
+                                   for a in (-0.6, -0.3, 0.0, 0.3, 0.6)}
+    assert len(SUBJECTS) == len(SUBJECT_ELEVATIONS) * len(SUBJECT_SCENES)  # no scene written twice

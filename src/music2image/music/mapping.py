@@ -9,8 +9,10 @@
    desaturated, bluer ones, and that emotion mediates the match. So palette lightness/saturation/warmth follow
    valence and arousal.
 3. Descriptors. Every slot (subject, palette, light, motion, texture, composition, medium, mood) holds phrases placed
-   in that space; a phrase's score is its closeness to the clip's target. Sampling is a softmax over scores at the
-   prompt's temperature: T → 0 always picks the best match, 0.4 stays near it (convergent), 0.8 wanders (divergent).
+   in that space (vocabulary.py); subjects also by elevation, which follows brightness, so that music of one mood
+   still gets scenes that differ with its sound. A phrase's score is its closeness to the clip's target. Sampling
+   is a softmax over scores at the prompt's temperature: T → 0 always picks the best match, 0.4 stays near it
+   (convergent), 0.8 wanders (divergent).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .features import MusicalFeatures
+from .vocabulary import EMOTION_SLOTS, PALETTES
 
 
 def _clip(value: float) -> float:
@@ -34,6 +37,7 @@ class Emotion:
     lightness: float  # 0..1, palette targets (Palmer et al. 2013)
     saturation: float
     warmth: float  # 0 blue .. 1 yellow/orange
+    elevation: float = 0.0  # -1 the depths .. 1 the sky: where the subject's scene lies (vocabulary.SUBJECT_SCENES)
 
     def as_dict(self) -> dict:
         return {k: round(v, 4) for k, v in self.__dict__.items()}
@@ -73,87 +77,10 @@ def emotion_of(features: MusicalFeatures) -> Emotion:
         lightness=0.5 + 0.3 * valence + 0.1 * arousal,
         saturation=0.5 + 0.3 * arousal + 0.15 * valence,
         warmth=0.5 + 0.3 * valence + 0.15 * arousal,
+        elevation=c["brightness"],  # pitch height → height in space (Parise et al. 2014; vocabulary.py)
     )
 
 
-# Vocabularies -------------------------------------------------------------------------------------------------
-# Emotion slots place each phrase at (valence, arousal); the palette places it at (lightness, saturation, warmth).
-EMOTION_SLOTS: dict[str, dict[str, tuple[float, float]]] = {
-    # Six columns of valence by five rows of arousal, so that every part of the plane has its own scene.
-    "subject": {
-        "a storm breaking over a dark ocean": (-0.7, 0.6), "a burning city skyline": (-0.7, 0.3),
-        "ruins under a heavy sky": (-0.7, 0.0), "an abandoned house in the rain": (-0.7, -0.3),
-        "a candlelit room with an empty chair": (-0.7, -0.6),
-        "a lightning-struck mountain pass": (-0.42, 0.6), "a lone figure on a windswept cliff": (-0.42, 0.3),
-        "a bare tree full of crows at twilight": (-0.42, 0.0), "an empty rain-soaked street": (-0.42, -0.3),
-        "a frozen lake under a grey sky": (-0.42, -0.6),
-        "a crowded station at rush hour": (-0.14, 0.6), "a city at night seen from a speeding car": (-0.14, 0.3),
-        "a lighthouse in thick fog": (-0.14, 0.0), "an old library with dusty shelves": (-0.14, -0.3),
-        "a snow-covered valley": (-0.14, -0.6),
-        "a neon city street at night": (0.14, 0.6), "a train crossing a vast plain": (0.14, 0.3),
-        "a winding river through a canyon": (0.14, 0.0), "a misty forest at dawn": (0.14, -0.3),
-        "a quiet harbour at dusk": (0.14, -0.6),
-        "a dancer spinning on a bright stage": (0.42, 0.6), "kites flying over a windy beach": (0.42, 0.3),
-        "a hot-air balloon over green hills": (0.42, 0.0), "a garden path under blossoming trees": (0.42, -0.3),
-        "a calm lake reflecting the moon": (0.42, -0.6),
-        "a crowded summer festival under fireworks": (0.7, 0.6), "children running along a beach": (0.7, 0.3),
-        "a sunlit meadow in full bloom": (0.7, 0.0), "a cottage with a warm glowing window": (0.7, -0.3),
-        "a sleeping cat in a sunny window": (0.7, -0.6),
-    },
-    "mood": {
-        "joyful": (0.9, 0.6), "euphoric": (0.9, 0.95), "playful": (0.7, 0.6), "serene": (0.6, -0.7),
-        "tender": (0.5, -0.4), "dreamy": (0.3, -0.5), "nostalgic": (-0.1, -0.4), "contemplative": (0.0, -0.6),
-        "melancholic": (-0.6, -0.5), "mournful": (-0.8, -0.7), "brooding": (-0.6, 0.1), "tense": (-0.5, 0.7),
-        "furious": (-0.8, 0.95), "triumphant": (0.7, 0.9), "restless": (-0.2, 0.6), "mysterious": (-0.2, -0.1),
-    },
-    "light": {
-        "blazing midday sunlight": (0.8, 0.7), "golden-hour haze": (0.7, -0.1), "soft morning glow": (0.6, -0.5),
-        "flickering stage lights": (0.4, 0.9), "dappled light through leaves": (0.5, -0.2),
-        "dim candlelight": (-0.1, -0.7), "cold moonlight": (-0.4, -0.6), "stormy overcast light": (-0.6, 0.5),
-        "harsh strobing light": (-0.3, 0.9), "deep shadows": (-0.7, -0.2), "neon glow": (0.2, 0.7),
-        "pale winter light": (-0.2, -0.5),
-    },
-    "motion": {
-        "swirling, surging motion": (0.3, 0.95), "dancing, bouncing shapes": (0.8, 0.7),
-        "streaks of speed": (0.1, 0.9), "gently drifting forms": (0.3, -0.6), "still, suspended calm": (0.2, -0.95),
-        "slow, heavy sway": (-0.5, -0.5), "crashing waves": (-0.5, 0.9), "falling leaves": (-0.3, -0.4),
-        "rising sparks": (0.5, 0.6), "fractured, jagged movement": (-0.7, 0.7),
-    },
-    "texture": {
-        "crisp, sharp-edged detail": (0.3, 0.7), "soft blurred edges": (0.3, -0.6), "grainy, rough brushstrokes": (-0.4, 0.4),
-        "smooth flowing gradients": (0.4, -0.4), "shimmering, sparkling particles": (0.7, 0.6),
-        "dense layered patterns": (-0.1, 0.5), "weathered, cracked surfaces": (-0.7, -0.2), "velvety darkness": (-0.6, -0.6),
-        "glossy reflections": (0.5, 0.3), "misty, diffuse air": (0.0, -0.7),
-    },
-    "composition": {
-        "diagonal, dynamic composition": (0.2, 0.8), "wide panoramic view": (0.4, -0.2),
-        "tight close-up": (-0.2, 0.4), "symmetrical, centred composition": (0.3, -0.5),
-        "sparse composition with empty space": (-0.4, -0.7), "crowded, busy frame": (0.4, 0.7),
-        "low angle looking up": (0.5, 0.5), "high view looking down": (-0.3, -0.3),
-    },
-    "medium": {
-        "oil painting": (0.0, 0.2), "watercolour": (0.5, -0.5), "digital art": (0.3, 0.7), "charcoal drawing": (-0.6, -0.2),
-        "cinematic photograph": (0.0, 0.5), "gouache illustration": (0.6, 0.2), "ink wash painting": (-0.2, -0.6),
-        "pastel drawing": (0.6, -0.4), "expressionist painting": (-0.4, 0.8),
-    },
-}
-PALETTES: dict[str, tuple[float, float, float]] = {  # (lightness, saturation, warmth), 0..1
-    "golden yellow and bright orange": (0.8, 0.9, 0.95),
-    "warm amber and honey": (0.65, 0.7, 0.85),
-    "vivid crimson and scarlet": (0.45, 0.95, 0.9),
-    "sunlit coral and turquoise": (0.75, 0.8, 0.7),
-    "pale pastel pinks and cream": (0.9, 0.35, 0.7),
-    "soft sage green and ivory": (0.75, 0.3, 0.5),
-    "electric cyan and magenta": (0.6, 0.95, 0.4),
-    "lush emerald and lime": (0.6, 0.8, 0.5),
-    "cold steel blue and silver": (0.6, 0.3, 0.1),
-    "dusky violet and plum": (0.3, 0.5, 0.3),
-    "deep indigo and slate blue": (0.25, 0.5, 0.1),
-    "muted grey-blue": (0.45, 0.15, 0.2),
-    "charcoal and faded navy": (0.2, 0.15, 0.15),
-    "ink black with faint teal": (0.1, 0.3, 0.2),
-    "rust and burnt umber": (0.35, 0.6, 0.75),
-}
 SLOT_ORDER = ("subject", "mood", "palette", "light", "motion", "texture", "composition", "medium")
 # The similarity kernel's width (in unit-scaled space) is KERNEL_WIDTH × temperature: 0.06 at T=0.4, where a phrase
 # one grid step (0.15) farther than the best match is 20× less likely, so convergent prompts keep the best phrase in
@@ -168,10 +95,10 @@ def scores(slot: str, emotion: Emotion) -> tuple[list[str], np.ndarray]:
         target = np.array([emotion.lightness, emotion.saturation, emotion.warmth])
         phrases = list(PALETTES)
         points = np.array([PALETTES[p] for p in phrases])
-    else:
-        target = np.array([emotion.valence, emotion.arousal]) / 2  # map -1..1 to the palette's unit scale
+    else:  # (valence, arousal), and for subjects elevation too, from -1..1 to the palette's unit scale
         phrases = list(EMOTION_SLOTS[slot])
         points = np.array([EMOTION_SLOTS[slot][p] for p in phrases]) / 2
+        target = np.array([emotion.valence, emotion.arousal, emotion.elevation][: points.shape[1]]) / 2
     distance2 = ((points - target) ** 2).sum(axis=1)
     return phrases, -distance2 / (2 * KERNEL_WIDTH**2)
 
