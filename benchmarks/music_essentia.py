@@ -148,12 +148,14 @@ def main() -> None:
         for row in rows:
             other = theirs[row["file"]]
             row["music2image"] = {"tonic": other["new_tonic"], "mode": other["new_mode"], "tempo": other["new_tempo"]}
+            if "new_seconds" in other:  # the whole of analyse(): loudness, brightness, onsets, key, tempo and beats
+                row["music2image"]["seconds"] = other["new_seconds"]
         compare = ["music2image"]
     key_methods = [*(f"key_{p}" for p in KEY_PROFILES), *compare]
     tempo_methods = [*TEMPO_METHODS, *compare]
     audio_minutes = sum(r["duration"] for r in rows) / 60
     per_minute = {m: sum(r[m]["seconds"] for r in rows) / audio_minutes
-                  for m in ["resample", *key_methods, *tempo_methods] if m != "music2image"}
+                  for m in ["resample", *key_methods, *tempo_methods] if "seconds" in rows[0][m]}
 
     counts = {s: sum(r["source"] == s for r in rows) for s in SOURCES}
     print(f"essentia {essentia.__version__}, seed {args.seed}: {len(rows)} clips "
@@ -173,7 +175,8 @@ def main() -> None:
             line = "".join(f"  {''.join(f'{v:>7.3f}' for v in f.values())}" for f in figures.values())
             speed = f"{per_minute[method]:>8.3f}" if method in per_minute else ""
             print(f"{method:<24}{line}{speed}")
-    print("(s/min: seconds of this CPU per minute of audio, resampling not included)")
+    print("(s/min: seconds of this CPU per minute of audio; essentia's without resampling, music2image's for the whole "
+          "of analyse(), from --compare's rows)")
 
     print("errors by kind (key: the estimate's relation to the true key; tempo: its ratio to the true tempo):")
     for method in key_methods:
