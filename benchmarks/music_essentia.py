@@ -9,7 +9,9 @@ in a venv of its own, which needs neither music2image nor librosa:
     # music2image's figures on the same clips, in the project's venv (rows of truth and estimates per clip):
     PYTHONPATH=$PWD/src python benchmarks/music_accuracy.py --seed 2027 --rows /tmp/essentia/m2i_2027.json
     /tmp/essentia/venv/bin/python benchmarks/music_essentia.py --seed 2027 --compare /tmp/essentia/m2i_2027.json
-    # the reported set (seed 2026), likewise with --seed 2026
+    # the reported set (seed 2026), likewise with --seed 2026; each clip a method got wrong:
+    /tmp/essentia/venv/bin/python benchmarks/music_essentia.py --seed 2027 --compare /tmp/essentia/m2i_2027.json \
+        --list-errors music2image key_tonictriad rhythm2013_multifeature
 
 Key: KeyExtractor (HPCP + profile correlation) with each of its profile types ("bgate" is its default). Tempo:
 RhythmExtractor2013 (method "multifeature", its default, and "degara") and PercivalBpmEstimator. The clips (22.05 kHz,
