@@ -96,10 +96,13 @@ def main() -> None:
     for clip in clips:
         audio, rate = soundfile.read(str(args.cache / clip["file"]), dtype="float32")
         old_tonic, old_mode, old_tempo = old_estimate(audio, rate)
+        clip_started = time.perf_counter()
         features = new_estimate(audio, rate)
+        new_seconds = time.perf_counter() - clip_started
         rows.append({**clip, "old_tonic": old_tonic, "old_mode": old_mode, "old_tempo": old_tempo,
                      "new_tonic": NOTE_NAMES.index(features.key), "new_mode": features.tonality,
-                     "new_tempo": features.tempo, "new_mode_confidence": features.mode_confidence,
+                     "new_tempo": features.tempo, "new_seconds": new_seconds,
+                     "new_duration": len(audio) / rate, "new_mode_confidence": features.mode_confidence,
                      "features": features.as_dict()})
     seconds = time.perf_counter() - started
     old, new = score(rows, "old"), score(rows, "new")
