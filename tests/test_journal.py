@@ -256,3 +256,44 @@ def test_records_from_before_sizes_were_recorded_are_hashed(folder):
     _corrupt_keeping_size(_png(images, 4), keep_mtime=True)
     assert run_cli(*args) == 0
     assert _made_by_last_run(images) == [4]
+
+
+def test_the_report_reads_only_what_the_run_appended_and_gets_what_a_whole_read_gets(folder):
+    """The run reads the journal once under its lock to decide; its report goes on from there (a finished 100k
+    folder read twice cost seconds). Going on must give what a whole read gives."""
+    images, _args = folder
+    journal = images / JOURNAL_NAME
+    before = read_state(images)
+    assert before.read_to == {JOURNAL_NAME: journal.stat().st_size}
+    first = _records(images)[1]
+    assert first["type"] == "image" and first["prompt_id"] == 0
+    appended = [
+        {"type": "run", "run": 2, "t": 1.0, "recipe": {**before.recipe, "note": "run 2"}},
+        {**first, "run": 2, "seed": 7, "size": None, "mtime_ns": None},  # prompt 0 made again
+        {**first, "run": 2, "prompt_id": 1, "saved": False, "image_path": None},  # a --no-save record
+        {**first, "run": 2, "prompt_id": "one"},  # ill-typed: passed over
+    ]
+    with open(journal, "a") as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in appended)
+    (images / SHARD_1).write_text(json.dumps({**first, "run": 2, "prompt_id": 3, "seed": 9,
+                                                   "image_path": first["image_path"].replace("_00.", "_03.")}) + "\n")
+
+    went_on = read_state(images, current_run=2, since=before)
+    whole = read_state(images, current_run=2)
+    for name in ("images", "recipe", "last_run", "has_images", "current", "skipped", "read_to"):
+        assert getattr(went_on, name) == getattr(whole, name), name
+    assert went_on.images[(0, 0, 0)].seed == 7 and went_on.images[(0, 3, 0)].seed == 9
+    assert set(went_on.current) == {(0, 0, 0), (0, 1, 0), (0, 3, 0)}
+
+    # Only the appended lines were read: a change to an earlier line (same length) is not seen going on ...
+    text = journal.read_bytes()
+    line = next(l for l in text.splitlines(keepends=True) if b'"prompt_id": 2' in l and b'"type": "image"' in l)
+    prompt = json.loads(line)["visual_prompt"]
+    assert prompt.isascii()
+    journal.write_bytes(text.replace(line, line.replace(prompt.encode(), b"X" * len(prompt)), 1))
+    assert journal.stat().st_size == len(text)
+    assert read_state(images, since=before).images[(0, 2, 0)].visual_prompt == prompt
+    assert read_state(images).images[(0, 2, 0)].visual_prompt == "X" * len(prompt)
+    # ... and a journal shorter than what was read (rewritten since) is read whole again.
+    journal.write_bytes(text[: before.read_to[JOURNAL_NAME] // 2])
+    assert read_state(images, since=before).images == read_state(images).images

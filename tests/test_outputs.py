@@ -215,3 +215,23 @@ def test_progress_bar_only_on_a_terminal_and_quiet(prompts_file, tiny_model, wor
     out = run_subprocess(["-m", "music2image", "generate", *model_flags(tiny_model), *SMALL, "--limit", "3", "--quiet"],
                          cwd=workdir)
     assert out.returncode == 0 and "device: cpu" not in out.stderr
+
+
+def test_json_documents_are_written_as_encoded_the_same_bytes_as_json_dumps(tmp_path):
+    from music2image.outputs import Files
+
+    document = {"metadata": {"prompts_file": "ünïcode ✓.json", "ratio": 0.1 + 0.2, "none": None},
+                "generated_images": [{"sample_idx": i, "visual_prompt": f"a \"quoted\" sea {i}\n", "ok": i % 2 == 0}
+                                     for i in range(5000)]}
+    received = []
+
+    class Watching(Files):
+        def write_temporary(self, tmp, data):
+            received.append(data)
+            return super().write_temporary(tmp, data)
+
+    Watching().write_json(tmp_path / "log.json", document)
+    assert (tmp_path / "log.json").read_bytes() == (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+    # Streamed: the writer gets chunks as they are encoded, not the whole text (a 100k-image log held as one
+    # string peaked at ~300 MB more).
+    assert not isinstance(received[0], bytes)

@@ -109,6 +109,7 @@ class JournalState:
     has_images: bool  # any successful image record at all
     skipped: dict[str, int] = field(default_factory=dict)  # shard file → lines passed over as invalid
     current: dict[tuple[int, int], ImageRecord] = field(default_factory=dict)  # records of `current_run`
+    read_to: dict[str, int] = field(default_factory=dict)  # shard file → bytes read (where `since=` goes on)
 
 
 def _order(record: dict, shard: str, place: int) -> tuple:
@@ -124,18 +125,26 @@ def _order(record: dict, shard: str, place: int) -> tuple:
 _NOT_AN_OBJECT = object()
 
 
-def _shard_records(path: Path):
-    """(place, record) for each line of one shard, read as a stream (a 100k-record journal is never held as
-    text). `record` is a dict, or _NOT_AN_OBJECT for well-formed JSON that is not an object; a torn or garbled
-    line (a kill mid-write leaves one) is passed over without a word."""
+def _shard_records(path: Path, start: int = 0, read_to: dict | None = None):
+    """(place, record) for each line of one shard from byte `start`, read as a stream (a 100k-record journal is
+    never held as text). `record` is a dict, or _NOT_AN_OBJECT for well-formed JSON that is not an object; a torn
+    or garbled line (a kill mid-write leaves one) is passed over without a word. `read_to[path.name]` is set to
+    the offset after the last line that ends in a newline (a last line without one is read, but read again by a
+    reader going on from there: the next append ends it first, see Journal._open)."""
     try:
         with open(path, "rb") as handle:
+            handle.seek(start)
+            offset = start
             for place, line in enumerate(handle):
+                if line.endswith(b"\n"):
+                    offset += len(line)
                 try:
                     record = json.loads(line)
                 except (ValueError, UnicodeDecodeError):
                     continue
                 yield place, (record if isinstance(record, dict) else _NOT_AN_OBJECT)
+            if read_to is not None:
+                read_to[path.name] = offset
     except FileNotFoundError:
         return
 
@@ -161,19 +170,30 @@ def _valid_run_record(record: dict) -> bool:
             and optional(is_number)(record.get("t")))
 
 
-def read_state(output_dir: Path, current_run: int | None = None, warn: bool = True) -> JournalState:
+def read_state(output_dir: Path, current_run: int | None = None, warn: bool = True,
+               since: JournalState | None = None) -> JournalState:
     """The folder's journal, validated, the latest record of each image in write order. `current_run`: also
     collect that run's records apart (--no-save ones too), for the report of the run that is writing them.
 
     One pass over each shard, keeping only the latest typed record per image: a 100k-record journal costs
-    100k small records in memory, never its text or its parsed dicts all at once."""
+    100k small records in memory, never its text or its parsed dicts all at once.
+
+    `since`: a state read earlier under the folder's lock, by the run now writing `current_run`: only the lines
+    appended after it are read (every one of them belongs to that run, so it comes after all that `since` holds).
+    A shard that is shorter than `since` read (rewritten since) makes it a whole read."""
+    if since is not None and any(_size(Path(output_dir) / name) < end for name, end in since.read_to.items()):
+        since = None
     latest: dict[tuple[int, int], tuple[tuple, ImageRecord]] = {}
     current: dict[tuple[int, int], ImageRecord] = {}
     recipe, recipe_order, last_run, has_images = None, None, 0, False
     skipped: dict[str, int] = {}
+    read_to: dict[str, int] = {}
+    if since is not None:
+        recipe, recipe_order, last_run, has_images = since.recipe, (0,), since.last_run, since.has_images
+        skipped, read_to = dict(since.skipped), dict(since.read_to)
     for path in sorted(Path(output_dir).glob(JOURNAL_GLOB)):
         shard = path.name
-        for place, raw in _shard_records(path):
+        for place, raw in _shard_records(path, read_to.get(shard, 0), read_to):
             kind = raw.get("type") if raw is not _NOT_AN_OBJECT else None
             record = ImageRecord.from_journal(raw) if kind == "image" else None
             if record is None and not (kind == "run" and _valid_run_record(raw)):
@@ -199,7 +219,16 @@ def read_state(output_dir: Path, current_run: int | None = None, warn: bool = Tr
         where = ", ".join(f"{count} in {name}" for name, count in sorted(skipped.items()))
         log.warning("%s: passed over %d invalid journal record(s) (%s)", output_dir, sum(skipped.values()), where)
     images = {key: record for key, (_order_key, record) in latest.items()}
-    return JournalState(images, recipe, last_run, has_images, skipped, current)
+    if since is not None:
+        images = {**since.images, **images}
+    return JournalState(images, recipe, last_run, has_images, skipped, current, read_to)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def file_sha256(path: Path) -> str | None:

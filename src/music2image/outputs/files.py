@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -98,19 +99,24 @@ def _fsync_dir(directory: Path) -> None:
 class Files:
     """The write path. Subclass it to observe or interrupt writes (tests); each step calls the next for real."""
 
-    def write_temporary(self, tmp: Path, data: bytes) -> None:
+    def write_temporary(self, tmp: Path, data: bytes | Iterable[bytes]) -> None:
         # A new file only (O_EXCL): never an existing file, nor a link planted under the temporary's name.
         fd = open_no_follow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                handle.write(data)
+            else:
+                for chunk in data:
+                    handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
 
     def replace(self, tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
-    def write_atomic(self, path: Path, data: bytes) -> None:
-        """Write `data` to `path` so that readers (and a crash) see the old file or the new one, never half."""
+    def write_atomic(self, path: Path, data: bytes | Iterable[bytes]) -> None:
+        """Write `data` (bytes, or chunks of them) to `path` so that readers (and a crash) see the old file or the
+        new one, never half."""
         path = Path(path)
         # A random part: a name no earlier run (same pid in a container, same thread id) can have left behind.
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -139,14 +145,26 @@ class Files:
         return target
 
     def write_json(self, path: Path, document) -> None:
-        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-        self.write_atomic(path, text.encode("utf-8"))
+        """`json.dumps(document, indent=2, ensure_ascii=False)` and a newline, the same bytes, written as it is
+        encoded: a 100k-image log is never held as one string (that string and its pieces cost ~300 MB)."""
+        self.write_atomic(path, _json_chunks(document))
 
     def append_line(self, handle, line: bytes) -> None:
         """One journal record: written, flushed and fsync'd before this returns."""
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _json_chunks(document, pieces_per_chunk: int = 65536) -> Iterator[bytes]:
+    pieces: list[str] = []
+    for piece in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(document):
+        pieces.append(piece)
+        if len(pieces) == pieces_per_chunk:
+            yield "".join(pieces).encode("utf-8")
+            pieces.clear()
+    pieces.append("\n")
+    yield "".join(pieces).encode("utf-8")
 
 
 DEFAULT_FILES = Files()
