@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -38,11 +39,31 @@ def _with_overtones(profile: np.ndarray) -> np.ndarray:
 
 MAJOR_TEMPLATE, MINOR_TEMPLATE = _with_overtones(MAJOR_PROFILE), _with_overtones(MINOR_PROFILE)
 # Tempo: onset strength aggregated over frequency by the median (as librosa's beat_track(y=...) does; the mean let
-# sustained harmonics double slow tempi), at a 256-sample hop (512 quantised 150 BPM in 8-BPM steps), and a wide
-# log-normal tempo prior centred at 110 BPM (librosa's default, 120 ± 1 octave, pulled tempi towards 120).
+# sustained harmonics double slow tempi), at a 256-sample hop (512 quantised 150 BPM in 8-BPM steps).
 TEMPO_HOP = 256
-TEMPO_PRIOR_BPM = 110.0
-TEMPO_PRIOR_OCTAVES = 1.5
+# The metrical level (the "family" of tempi related by ×2) is found first, the octave within it second. The
+# autocorrelation tempogram peaks at multiples of the period (subharmonics: 2 and 4 beats), the Fourier tempogram at
+# multiples of the frequency (harmonics: ×2, ×3, ×4) (Müller 2015, "Fundamentals of Music Processing", §6.2; Grosche
+# & Müller 2011, "Extracting predominant local pulse information from music recordings", IEEE TASLP 19:1688); their
+# product keeps the tempi both agree on (Peeters 2005, "Time variable tempo detection and beat marking", ICMC). Alone,
+# the autocorrelation put slow-attack choir and flute sounds at ⅔ or 4/3 of the beat. Both are averaged over four
+# frequency bands (Scheirer 1998, "Tempo and beat analysis of acoustic musical signals", JASA 103:588; Klapuri,
+# Eronen & Astola 2006, "Analysis of the meter of acoustic musical signals", IEEE TASLP 14:342), each band's envelope
+# scaled to unit deviation, so that one sustained or noisy band cannot drown the others: librosa's 128 mel bands
+# split at about 620, 1280 and 3000 Hz.
+TEMPO_BAND_EDGES = (0, 24, 48, 80, 128)
+TEMPO_WINDOW = 384  # tempogram window in envelope frames (librosa's default: 4.5 s here), shorter only for short clips
+TEMPO_GRID_BPM = np.geomspace(30.0, 320.0, 800)  # where the tempograms are compared (0.3 % steps)
+TEMPO_RANGE_BPM = (40.0, 250.0)  # a beat outside this is a bar or a subdivision, not a beat
+# A level is scored by its own agreement plus that at ×½ and ×2 (the half bar and the subdivision): a beat has a
+# metrical structure around it, an artefact at ×4/3 or ×3/2 seldom does (the hierarchy of Klapuri et al. 2006).
+TEMPO_METRICAL_LEVELS = (0.5, 1.0, 2.0)
+# Within the level's octaves, the autocorrelation of the median envelope weighted by a log-normal prior picks the
+# beat. 100 BPM ± 1 octave was the best of the priors tried on the tuning draw of the evaluation set (seed 2027,
+# tempo within 4 %: 120 ± 1 (librosa's default) 0.872, 110 ± 1.5 0.907, 100 ± 1 0.942, 95 ± 0.7 0.849, 95 ± 0.5
+# 0.779); it is near the middle of the set's tempi (58–154 quarter notes per minute).
+TEMPO_PRIOR_BPM = 100.0
+TEMPO_PRIOR_OCTAVES = 1.0
 
 SILENCE_DBFS = -60.0  # a clip whose loudest frame is quieter than this is silence, not music
 MIN_TEMPO_SECONDS = 3.0  # shorter than this, a tempo estimate is a guess: reported as null
@@ -62,7 +83,7 @@ class AudioProblem(Exception):
 @dataclass(frozen=True)
 class MusicalFeatures:
     duration_seconds: float
-    tempo: float | None  # beats per minute; None when the clip is too short to tell
+    tempo: float | None  # beats per minute; None when the clip is too short to tell or has no onsets
     beat_strength: float | None  # mean onset strength on beats / mean onset strength (1 = no pulse)
     key: str  # tonic, e.g. "A"
     tonality: str  # "major" or "minor" (the better-fitting profile)
@@ -130,15 +151,27 @@ def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:
 
 
 def estimate_tempo(audio: np.ndarray) -> tuple[float | None, float | None]:
-    """(beats per minute, beat strength); the period is refined by a line through the tracked beats, finer than one
-    autocorrelation lag."""
+    """(beats per minute, beat strength). The metrical level comes from band-wise autocorrelation × Fourier
+    tempograms summed over ×½, ×1, ×2; the octave within it from the autocorrelation and a prior; the period is then
+    refined by a line through the tracked beats, finer than one autocorrelation lag."""
     import librosa
 
-    envelope = librosa.onset.onset_strength(y=audio, sr=SAMPLE_RATE, hop_length=TEMPO_HOP, aggregate=np.median)
-    tempo = float(librosa.feature.tempo(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=TEMPO_HOP,
-                                        start_bpm=TEMPO_PRIOR_BPM, std_bpm=TEMPO_PRIOR_OCTAVES)[0])
-    if not math.isfinite(tempo) or tempo <= 0:
+    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(y=audio, sr=SAMPLE_RATE, hop_length=TEMPO_HOP))
+    envelope = librosa.onset.onset_strength(S=mel_db, sr=SAMPLE_RATE, hop_length=TEMPO_HOP, aggregate=np.median)
+    if not np.any(envelope > 0):
         return None, None
+    autocorrelation = np.zeros_like(TEMPO_GRID_BPM)
+    fourier = np.zeros_like(TEMPO_GRID_BPM)
+    for low, high in pairwise(TEMPO_BAND_EDGES):
+        band = librosa.onset.onset_strength(S=mel_db[low:high], sr=SAMPLE_RATE, hop_length=TEMPO_HOP,
+                                            aggregate=np.median)
+        if band.std() > 0:
+            autocorrelation += _autocorrelation_salience(band / band.std())
+            fourier += _fourier_salience(band / band.std())
+    agreement = autocorrelation * fourier
+    if not np.any(agreement > 0):
+        return None, None
+    tempo = _beat_level(agreement, _autocorrelation_salience(envelope))
     _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=TEMPO_HOP, bpm=tempo,
                                        tightness=400)
     if len(beats) >= 4:
@@ -149,6 +182,46 @@ def estimate_tempo(audio: np.ndarray) -> tuple[float | None, float | None]:
     if len(beats) and envelope.mean() > 0:
         beat_strength = float(envelope[beats].mean() / envelope.mean())
     return float(tempo), beat_strength
+
+
+def _autocorrelation_salience(envelope: np.ndarray) -> np.ndarray:
+    """librosa's autocorrelation tempogram, averaged over time, on TEMPO_GRID_BPM."""
+    import librosa
+
+    window = min(TEMPO_WINDOW, envelope.size)
+    lags = librosa.feature.tempogram(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=TEMPO_HOP,
+                                     win_length=window).mean(axis=1)
+    bpm = librosa.tempo_frequencies(window, sr=SAMPLE_RATE, hop_length=TEMPO_HOP)[1:]  # lag 0 is infinite
+    return np.interp(np.log(TEMPO_GRID_BPM), np.log(bpm[::-1]), lags[1:][::-1])
+
+
+def _fourier_salience(envelope: np.ndarray) -> np.ndarray:
+    """librosa's Fourier tempogram magnitude, averaged over time, on TEMPO_GRID_BPM."""
+    import librosa
+
+    window = min(TEMPO_WINDOW, envelope.size)
+    spectrum = np.abs(librosa.feature.fourier_tempogram(onset_envelope=envelope, sr=SAMPLE_RATE,
+                                                        hop_length=TEMPO_HOP, win_length=window)).mean(axis=1)
+    frequencies = librosa.fourier_tempo_frequencies(sr=SAMPLE_RATE, hop_length=TEMPO_HOP, win_length=window)
+    return np.interp(TEMPO_GRID_BPM, frequencies, spectrum)
+
+
+def _beat_level(agreement: np.ndarray, autocorrelation: np.ndarray) -> float:
+    """The beat in BPM: the metrical level whose ×½, ×1, ×2 agree most, then its octave that the autocorrelation
+    (weighted by the tempo prior) prefers within TEMPO_RANGE_BPM."""
+    log_grid = np.log(TEMPO_GRID_BPM)
+    inside = (TEMPO_GRID_BPM >= TEMPO_RANGE_BPM[0]) & (TEMPO_GRID_BPM <= TEMPO_RANGE_BPM[1])
+    candidates = TEMPO_GRID_BPM[inside]
+    level = sum(np.interp(np.log(candidates * k), log_grid, agreement, left=0, right=0)
+                for k in TEMPO_METRICAL_LEVELS)
+    best = candidates[np.argmax(level)]
+    octaves = [best * 2.0 ** k for k in range(-3, 4) if TEMPO_RANGE_BPM[0] <= best * 2.0 ** k <= TEMPO_RANGE_BPM[1]]
+
+    def salience(bpm: float) -> float:
+        prior = math.exp(-0.5 * (math.log2(bpm / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2)
+        return float(np.interp(math.log(bpm), log_grid, autocorrelation)) * prior
+
+    return float(max(octaves, key=salience))
 
 
 def estimate_key(chroma: np.ndarray) -> tuple[str, str, float, float]:
