@@ -154,6 +154,28 @@ def estimate_tempo(audio: np.ndarray) -> tuple[float | None, float | None]:
     return float(tempo), beat_strength
 
 
+def estimate_key(chroma: np.ndarray) -> tuple[str, str, float, float]:
+    """Krumhansl–Schmuckler's method with Albrecht–Shanahan profiles heard with their overtones: correlate the clip's
+    mean chroma with the 24 rotated templates.
+
+    Returns (tonic, "major"/"minor", mode confidence, key strength): the confidence is how much better the best key
+    of the winning mode fits than the best key of the other mode (0 when the key strength is too low to mean anything).
+    """
+    profile = chroma.mean(axis=1)
+    if not np.any(profile > 0) or np.allclose(profile, profile[0]):
+        return "C", "major", 0.0, 0.0
+
+    def fits(template: np.ndarray) -> np.ndarray:
+        return np.array([np.corrcoef(profile, np.roll(template, tonic))[0, 1] for tonic in range(12)])
+
+    major, minor = fits(MAJOR_TEMPLATE), fits(MINOR_TEMPLATE)
+    strength = float(max(major.max(), minor.max()))
+    margin = float(abs(major.max() - minor.max())) if strength >= MIN_KEY_STRENGTH else 0.0
+    if major.max() >= minor.max():
+        return NOTE_NAMES[int(major.argmax())], "major", margin, strength
+    return NOTE_NAMES[int(minor.argmax())], "minor", margin, strength
+
+
 def estimate_tuning(audio: np.ndarray) -> float:
     """How far the music sits from A440's semitone grid, in semitones (−0.5…0.5).
 
@@ -183,25 +205,3 @@ def tuned_chroma(audio: np.ndarray) -> np.ndarray:
 
     return librosa.feature.chroma_cqt(y=audio, sr=SAMPLE_RATE, bins_per_octave=CHROMA_BINS_PER_OCTAVE,
                                       tuning=estimate_tuning(audio) * CHROMA_BINS_PER_OCTAVE / 12)
-
-
-def estimate_key(chroma: np.ndarray) -> tuple[str, str, float, float]:
-    """Krumhansl–Schmuckler's method with Albrecht–Shanahan profiles heard with their overtones: correlate the clip's
-    mean chroma with the 24 rotated templates.
-
-    Returns (tonic, "major"/"minor", mode confidence, key strength): the confidence is how much better the best key
-    of the winning mode fits than the best key of the other mode (0 when the key strength is too low to mean anything).
-    """
-    profile = chroma.mean(axis=1)
-    if not np.any(profile > 0) or np.allclose(profile, profile[0]):
-        return "C", "major", 0.0, 0.0
-
-    def fits(template: np.ndarray) -> np.ndarray:
-        return np.array([np.corrcoef(profile, np.roll(template, tonic))[0, 1] for tonic in range(12)])
-
-    major, minor = fits(MAJOR_TEMPLATE), fits(MINOR_TEMPLATE)
-    strength = float(max(major.max(), minor.max()))
-    margin = float(abs(major.max() - minor.max())) if strength >= MIN_KEY_STRENGTH else 0.0
-    if major.max() >= minor.max():
-        return NOTE_NAMES[int(major.argmax())], "major", margin, strength
-    return NOTE_NAMES[int(minor.argmax())], "minor", margin, strength
