@@ -115,6 +115,10 @@ def main() -> None:
     per_source = {s: score([r for r in rows if r["source"] == s], "new") for s in sources if sources[s]}
     for source, figures in per_source.items():
         print(f"new, {source} only: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+    instruments = sorted({r["instrument"] for r in rows})
+    wrong_keys = {name: [r["new_tonic"] != r["tonic_pc"] or r["new_mode"] != r["mode"] for r in rows
+                         if r["instrument"] == name] for name in instruments}
+    print("new, wrong keys by instrument: " + ", ".join(f"{name} {sum(w)}/{len(w)}" for name, w in wrong_keys.items()))
     wrong_mode = [r["new_mode_confidence"] for r in rows if r["new_mode"] != r["mode"]]
     right_mode = [r["new_mode_confidence"] for r in rows if r["new_mode"] == r["mode"]]
     print(f"mode confidence: right mode median {np.median(right_mode):.3f} (min {min(right_mode):.3f}); "

@@ -18,8 +18,10 @@ NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 # Albrecht & Shanahan (2013, "The use of large corpora to train a new type of key-finding algorithm", Music
 # Perception 31:59) key profiles: index 0 is the tonic. On our evaluation set (benchmarks/music_accuracy.py) they beat
-# Krumhansl & Kessler's (1982), Temperley's (2007), Aarden's, Bellman–Budge's and Sha'ath's; Krumhansl–Kessler put a
-# third of the keys a fifth too high.
+# Krumhansl & Kessler's (1982), Temperley's (2007), Bellman–Budge's and Sha'ath's; Krumhansl–Kessler put a third of
+# the keys a fifth too high. Aarden's (Essen) profiles did as well (seed 2028) or better (seed 2027: 1 key and 3 modes
+# more), but the set's modes are labelled by music21's analysis with those very profiles: their lead is partly the
+# labelling's.
 MAJOR_PROFILE = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081])
 MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052])
 # Symbolic profiles count notes; a chroma of audio also holds each note's overtones (the 3rd partial is a fifth up,
@@ -28,6 +30,7 @@ MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214
 # (Gómez 2006, "Tonal description of music audio signals", PhD thesis, UPF, §3.3 — the templates of essentia's HPCP).
 HARMONICS = 6
 HARMONIC_DECAY = 0.6
+CHROMA_BINS_PER_OCTAVE = 36  # chroma_cqt's default: three CQT bins per pitch class
 
 
 def _with_overtones(profile: np.ndarray) -> np.ndarray:
@@ -134,7 +137,7 @@ def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:
     if duration >= MIN_TEMPO_SECONDS:
         tempo, beat_strength = estimate_tempo(audio)
 
-    key, tonality, confidence, strength = estimate_key(librosa.feature.chroma_cqt(y=audio, sr=SAMPLE_RATE))
+    key, tonality, confidence, strength = estimate_key(tuned_chroma(audio))
     return MusicalFeatures(
         duration_seconds=duration,
         tempo=tempo,
@@ -244,3 +247,34 @@ def estimate_key(chroma: np.ndarray) -> tuple[str, str, float, float]:
     if major.max() >= minor.max():
         return NOTE_NAMES[int(major.argmax())], "major", margin, strength
     return NOTE_NAMES[int(minor.argmax())], "minor", margin, strength
+
+
+def estimate_tuning(audio: np.ndarray) -> float:
+    """How far the music sits from A440's semitone grid, in semitones (−0.5…0.5).
+
+    chroma_cqt estimates the tuning itself, but in fractions of one of its CQT bins (a third of a semitone), so a
+    deviation beyond ±16.7 cents is read modulo a third of a semitone: FluidR3's choir, sung about 15–20 cents flat
+    with vibrato, was read 13 cents sharp, its notes smeared over neighbouring pitch classes, and half the choir clips
+    of the tuning set got a wrong key. librosa.estimate_tuning at one bin per semitone has the range but takes the
+    mode of a histogram, which vibrato (a sine spends its time at its extremes) pulls to one extreme (−41 cents for
+    −20 ± 25). So: the same spectral peaks (piptrack, the louder half, as estimate_tuning takes), and their circular
+    mean deviation from the grid, the estimator of Mauch & Dixon's NNLS chroma (2010, "Approximate note transcription
+    for the improved identification of difficult chords", ISMIR), which averages the phase over a semitone's period.
+    """
+    import librosa
+
+    pitches, magnitudes = librosa.piptrack(y=audio, sr=SAMPLE_RATE)
+    found = pitches > 0
+    if not found.any():
+        return 0.0
+    strong = found & (magnitudes >= np.median(magnitudes[found]))
+    semitones = 12 * np.log2(pitches[strong] / 440.0)
+    return float(np.angle(np.mean(np.exp(2j * np.pi * semitones))) / (2 * np.pi))
+
+
+def tuned_chroma(audio: np.ndarray) -> np.ndarray:
+    """chroma_cqt on a semitone grid that follows the music's tuning (estimate_tuning), handed over in CQT bins."""
+    import librosa
+
+    return librosa.feature.chroma_cqt(y=audio, sr=SAMPLE_RATE, bins_per_octave=CHROMA_BINS_PER_OCTAVE,
+                                      tuning=estimate_tuning(audio) * CHROMA_BINS_PER_OCTAVE / 12)
