@@ -338,3 +338,42 @@ def test_an_unwritable_output_folder_is_one_message(workdir):
     assert out.returncode == 2, out.stderr
     assert out.stderr == "music2image: error: images: cannot lock the output folder: Permission denied\n"
     assert list((workdir / "images").iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["a file in the way", "no permission"])
+def test_an_output_folder_that_cannot_be_created_is_refused_before_loading(case, workdir):
+    """Before, the folder was first created after the models had loaded (minutes with real weights)."""
+    import os
+    import shutil
+    import subprocess
+
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1, per_sample=1)))
+    if case == "a file in the way":
+        output, expected = "p.json/images", "p.json is not a folder"
+    else:
+        (workdir / "locked").mkdir()
+        (workdir / "locked").chmod(0o555)
+        output, expected = "locked/new/images", "no permission to create anything in locked"
+    # The old code failed too, after loading, with "cannot create the output folder (Not a directory)".
+    command = [sys.executable, "-m", "music2image", "generate", "--prompts-file", "p.json", "--output-dir", output,
+               "--model", "tiny", *SMALL]
+    if os.geteuid() == 0:  # as root, permissions bind only without the capability that overrides them
+        drop = "-dac_override,-dac_read_search"
+        command = [shutil.which("setpriv"), "--bounding-set", drop, "--inh-caps", drop, *command]
+    out = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == f"music2image: error: {output}: cannot create the output folder: {expected}; nothing was written.\n"
+    assert sorted(p.name for p in workdir.iterdir()) == sorted(["p.json", *(["locked"] if case == "no permission" else [])])
+
+
+def test_the_uncreatable_folder_check_comes_before_any_model_loads(workdir, monkeypatch, capsys):
+    from music2image.engine import Engine
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the models were loaded")
+
+    monkeypatch.setattr(Engine, "load", refuse)
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1, per_sample=1)))
+    assert run_cli("generate", "--prompts-file", "p.json", "--output-dir", "p.json/images", "--model", "tiny",
+                   *SMALL) == 2
+    assert "p.json is not a folder" in capsys.readouterr().err

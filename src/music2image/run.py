@@ -61,6 +61,7 @@ def generate(context: RunContext) -> RunResult:
 
         def plan_todo():
             folder.refuse_links(jobs)
+            folder.refuse_uncreatable()
             if folder.path.is_dir():
                 folder.lock()
             state = read_state(folder.path) if not context.overwrite else None
@@ -145,6 +146,22 @@ class _Folder:
                 f"{self.path}: music2image writes only inside the output folder, never through a symbolic link, "
                 f"and {len(links)} path(s) here are links:\n{listed}{more}\n"
                 "Remove the link(s) or choose another --output-dir; nothing was written.")
+
+    def refuse_uncreatable(self) -> None:
+        """A folder that does not exist yet is created in step 5, after the models load: say now if it cannot be
+        (a file in the way, no permission to write where it goes), not minutes later. Nothing is created here."""
+        if self.path.is_dir():
+            return
+        existing = self.path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            problem = f"{existing} is not a folder"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problem = f"no permission to create anything in {existing}"
+        else:
+            return
+        raise OutputDirError(f"{self.path}: cannot create the output folder: {problem}; nothing was written.")
 
     def lock(self) -> None:
         if self._lock is None:
