@@ -67,3 +67,13 @@ def test_a_choir_s_slow_attacks_do_not_put_the_tempo_at_two_thirds():
     checked at ×½ and ×2, finds the quarter note."""
     features = analyse(*soundfile.read(str(DATA / "bwv197_B_major_149.7bpm_choir.ogg"), dtype="float32"))
     assert abs(features.tempo - 149.7) / 149.7 <= 0.04, features.tempo
+
+
+@pytest.mark.parametrize("pitches_hz", [[440.0], [220.0, 330.0], [110.0, 165.0, 220.0]], ids=["tone", "fifth", "drone"])
+def test_a_tone_or_a_bare_fifth_has_no_mode_to_be_confident_about(pitches_hz):
+    """Before, a sine at A4 was "D minor" with a clear mode (confidence 0.078), and its prompts "melancholic"."""
+    rate = 22050
+    t = np.arange(rate * 8) / rate
+    audio = sum(0.2 * np.sin(2 * np.pi * f * t) for f in pitches_hz).astype(np.float32)
+    features = analyse(audio, rate)
+    assert features.mode_confidence == 0.0 and not features.mode_is_clear

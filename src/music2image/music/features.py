@@ -77,6 +77,11 @@ MIN_TEMPO_SECONDS = 3.0  # shorter than this, a tempo estimate is a guess: repor
 # harmonic-minor V measured margins of 0.06–0.14 (their relative major fits nearly as well), major ones 0.3–0.4.
 MIN_KEY_STRENGTH = 0.5
 CLEAR_MODE_MARGIN = 0.05
+# A key needs at least a triad's worth of pitch classes: a drone, a single tone or a bare fifth correlates with some
+# profile (a sine at A4 scored 0.62, "D minor") but has no mode. Counted as the chroma's effective number of pitch
+# classes, exp(entropy) of the clip's mean chroma (Hill's diversity of order 1): 1.2 for that sine, 10–11 for the
+# rendered chorales of tests/data (chroma_cqt spreads every note over its neighbours).
+MIN_PITCH_CLASSES = 3.0
 
 
 class AudioProblem(Exception):
@@ -232,7 +237,8 @@ def estimate_key(chroma: np.ndarray) -> tuple[str, str, float, float]:
     mean chroma with the 24 rotated templates.
 
     Returns (tonic, "major"/"minor", mode confidence, key strength): the confidence is how much better the best key
-    of the winning mode fits than the best key of the other mode (0 when the key strength is too low to mean anything).
+    of the winning mode fits than the best key of the other mode (0 when the key strength is too low to mean anything,
+    or the clip sounds fewer than MIN_PITCH_CLASSES pitch classes).
     """
     profile = chroma.mean(axis=1)
     if not np.any(profile > 0) or np.allclose(profile, profile[0]):
@@ -243,7 +249,10 @@ def estimate_key(chroma: np.ndarray) -> tuple[str, str, float, float]:
 
     major, minor = fits(MAJOR_TEMPLATE), fits(MINOR_TEMPLATE)
     strength = float(max(major.max(), minor.max()))
-    margin = float(abs(major.max() - minor.max())) if strength >= MIN_KEY_STRENGTH else 0.0
+    share = profile / profile.sum()
+    pitch_classes = float(np.exp(-np.sum(share * np.log(np.where(share > 0, share, 1.0)))))
+    has_key = strength >= MIN_KEY_STRENGTH and pitch_classes >= MIN_PITCH_CLASSES
+    margin = float(abs(major.max() - minor.max())) if has_key else 0.0
     if major.max() >= minor.max():
         return NOTE_NAMES[int(major.argmax())], "major", margin, strength
     return NOTE_NAMES[int(minor.argmax())], "minor", margin, strength
