@@ -57,7 +57,8 @@ def test_adding_images_later_keeps_the_first_ones_and_makes_only_the_new(ten_pro
     entries = [e for e in _entries(workdir) if e.get("in_selection", True)]
     assert len(entries) == 2 and "image_index" not in entries[0]
     # The folder's other finished images (k = 1..3) are still described, marked as outside this selection.
-    assert len([e for e in _entries(workdir) if e.get("in_selection") is False]) == 6
+    kept = [e for e in _entries(workdir) if e.get("in_selection") is False]
+    assert [(e["prompt_id"], e["image_index"]) for e in kept] == [(p, k) for p in range(2) for k in (1, 2, 3)]
     assert read_json(workdir / "images" / "image_generation_log.json")["metadata"]["generated_this_run"] == 0
 
 
