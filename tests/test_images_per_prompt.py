@@ -2,7 +2,6 @@
 convergent and divergent images be compared without seed noise standing in for prompt differences."""
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
