@@ -257,6 +257,41 @@ def test_report_shows_the_answers_and_escapes_text(planted):
                                                       ["divergent_vs_convergent"])
 
 
+def test_the_report_says_why_valence_and_arousal_are_empty_only_when_they_are(planted, tmp_path, _hermetic_cache):
+    from music2image import evaluate
+
+    folder, result = planted  # every sample has its emotion: no note
+    assert result.document["music_vs_image"]["note"] is None
+    assert result.document["music_vs_image"]["samples_without"] == {"valence": 0, "arousal": 0, "tempo": 0}
+    assert 'id="missing-emotion"' not in (folder / "evaluation" / "report.html").read_text()
+    assert "music2image prompts" in result.document["method"]["emotion"]
+    # The upstream shape (examples/visual_prompts.json): musical_features only, no emotion.
+    folder = write_planted_folder(tmp_path, samples=4)
+    prompts = read_json(tmp_path / "prompts.json")
+    for sample in prompts["samples"][:3]:
+        del sample["emotion"]
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    some = evaluate(folder, "tiny", bootstrap=BOOTSTRAP, progress=False).document["music_vs_image"]
+    assert some["samples_without"] == {"valence": 3, "arousal": 3, "tempo": 0}
+    assert some["note"].startswith("No valence or arousal for 3 of 4 samples: the prompts file gives them no "
+                                   "`emotion`") and "use only the 1 sample that has them" in some["note"]
+    del prompts["samples"][3]["emotion"]
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    document = evaluate(folder, "tiny", bootstrap=BOOTSTRAP, progress=False).document
+    assert document["music_vs_image"]["note"].startswith("No valence or arousal for any sample")
+    assert "`music2image prompts` carry each sample's emotion" in document["music_vs_image"]["note"]
+    assert read_json(folder / "evaluation" / "evaluation.json")["music_vs_image"]["note"] == \
+        document["music_vs_image"]["note"]
+    # Not "fewer than 3 samples": there are 4, none with a valence.
+    assert document["music_vs_image"]["spearman"]["lightness"]["valence"]["note"] == \
+        "no sample has a valence in the prompts file"
+    page = (folder / "evaluation" / "report.html").read_text()
+    assert page.count('id="missing-emotion"') == 1 and "No valence or arousal for any sample" in page
+    # Once, right under the table whose cells it explains.
+    assert page.index('<table id="spearman">') < page.index('id="missing-emotion"') < \
+        page.index('<table id="major-minor">')
+
+
 @pytest.mark.browser
 def test_report_in_a_real_browser(planted, tmp_path):
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -178,7 +178,10 @@ def music_vs_image(samples: list[MusicSample], n_resamples: int, seed: int
         correlations[measure] = {}
         for feature in MUSIC_FEATURES:
             pairs = [(s.means[measure], s.features[feature]) for s in samples if s.features[feature] is not None]
-            correlations[measure][feature] = spearman([p[0] for p in pairs], [p[1] for p in pairs], n_resamples, seed)
+            correlation = spearman([p[0] for p in pairs], [p[1] for p in pairs], n_resamples, seed)
+            if not pairs:  # not "too few samples": the prompts file has none (music_vs_image.note says why)
+                correlation = replace(correlation, note=f"no sample has a {feature} in the prompts file")
+            correlations[measure][feature] = correlation
     major_minor = {
         measure: group_difference([s.means[measure] for s in samples if s.tonality == "major"],
                                   [s.means[measure] for s in samples if s.tonality == "minor"], n_resamples, seed)

@@ -130,8 +130,36 @@ METHOD = {
                                            "between_seeds over the samples (mean_first = between prompts, "
                                            "mean_second = between seeds); positive: the prompts differ more than "
                                            "seed noise",
+    "emotion": "valence and arousal (−1 … 1) are read from each sample's `emotion` in the prompts file, which "
+               "`music2image prompts` writes from the music (mode, tempo, register, loudness, onset rate: "
+               "music/mapping.py); a prompts file without it (the upstream shape, e.g. examples/visual_prompts.json) "
+               "gives no valence or arousal: music_vs_image.samples_without counts such samples and "
+               "music_vs_image.note says so",
     "compared": COMPARED,
 }
+
+
+def missing_emotion_note(samples_without: dict[str, int], samples: int, prompts_file_found: bool) -> str | None:
+    """Why the valence and arousal cells are empty and what would fill them, or None when every sample has both."""
+    missing = max(samples_without.get(name, 0) for name in ("valence", "arousal"))
+    if not missing:
+        return None
+    if not prompts_file_found:
+        why = "no prompts file was found (see the warnings), so there is no music to read them from"
+    else:
+        why = ("the prompts file gives them no `emotion` (the upstream shape, as in examples/visual_prompts.json, "
+               "has only musical_features)")
+    if missing == samples:
+        which, effect = "any sample", "the valence and arousal cells are empty (no correlation with them)"
+    else:
+        which = f"{missing} of {samples} samples"
+        having = samples - missing
+        effect = (f"their valence and arousal cells are empty and the correlations with valence and arousal use "
+                  f"only the {having} sample{'s that have' if having != 1 else ' that has'} them")
+    return (f"No valence or arousal for {which}: {why}, so {effect}. Prompts written from the "
+            "music by `music2image prompts` carry each sample's emotion: generate from such a file (or add "
+            "\"emotion\": {\"valence\": …, \"arousal\": …}, each −1 … 1, to every sample of the prompts file) and "
+            "evaluate again.")
 
 
 def read_evaluation(output_dir: str | Path) -> dict | None:

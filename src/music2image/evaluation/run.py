@@ -17,6 +17,7 @@ from ..errors import Music2ImageError, SettingsError
 from ..outputs import LOG_NAME, atomic_write_bytes, atomic_write_json, now_iso
 from . import documents
 from .analysis import (
+    MUSIC_FEATURES,
     ImageMeasures,
     MusicSample,
     SampleModeMeasures,
@@ -241,6 +242,8 @@ def _document(result: EvaluationResult, folder, bootstrap: int, seed: int, devic
     for image in result.images:
         key = (image.entry.sample_idx, image.entry.prompt_id)
         images_per_prompt[key] = images_per_prompt.get(key, 0) + 1
+    samples_without = {feature: sum(1 for s in result.music if s.features[feature] is None)
+                       for feature in MUSIC_FEATURES}
     return {
         "headline": documents.headline_sentence(comparisons),
         "answers": [documents.comparison_sentence(name, test) for name, test in comparisons.items()],
@@ -250,6 +253,8 @@ def _document(result: EvaluationResult, folder, bootstrap: int, seed: int, devic
             "spearman": {measure: {feature: c.as_dict() for feature, c in by_feature.items()}
                          for measure, by_feature in result.correlations.items()},
             "major_minus_minor": {measure: d.as_dict() for measure, d in result.major_minor.items()},
+            "samples_without": samples_without,
+            "note": documents.missing_emotion_note(samples_without, len(result.music), folder.prompts_file is not None),
         },
         "counts": {
             "images_in_log": len(folder.entries) + folder.failed_images,

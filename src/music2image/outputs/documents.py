@@ -36,10 +36,12 @@ def log_document(result, prompts_file: str, settings, metadata_extra: dict) -> d
     if settings.images_per_prompt > 1:
         metadata.update(images_per_prompt=settings.images_per_prompt, total_images=result.total_images + len(kept))
     many = settings.images_per_prompt > 1  # several images per prompt: entries say which
+    # A kept image with k > 0 (made by an earlier run with more images per prompt) says its k even in a one-image
+    # log, so the reports show it with its prompt's other images rather than as a second image k = 0.
     return {
         "metadata": metadata,
-        "generated_images": [r.log_entry(many) for r in result.images] + [{**r.log_entry(many), "in_selection": False}
-                                                                           for r in kept],
+        "generated_images": [r.log_entry(many) for r in result.images] + [
+            {**r.log_entry(many or r.image_index > 0), "in_selection": False} for r in kept],
         "skipped_samples": [{"sample_idx": s.sample_idx, "reason": s.reason} for s in result.skipped_samples],
     }
 

@@ -41,6 +41,7 @@ class Entry:
     seed: StrictInt | None = None
     image_path: StrictStr | None = None  # relative to the output folder
     error: StrictStr | None = None
+    image_index: SampleIndex = 0  # k of --images-per-prompt K; absent (0) when the run made one image per prompt
 
     @field_validator("image_path")
     @classmethod
@@ -145,8 +146,33 @@ def load_entries(output_dir: str | os.PathLike) -> tuple[dict, list[Entry]]:
 
 
 def by_sample(entries: list[Entry]) -> dict[int, list[Entry]]:
-    """Entries grouped by sample, samples in ascending order, each sample's images in prompt order."""
+    """Entries grouped by sample, samples in ascending order, each sample's images in prompt order (a prompt's
+    images, with --images-per-prompt K, in k order)."""
     samples: dict[int, list[Entry]] = {}
     for entry in entries:
         samples.setdefault(entry.sample_idx, []).append(entry)
-    return {idx: sorted(samples[idx], key=lambda e: e.prompt_id) for idx in sorted(samples)}
+    return {idx: sorted(samples[idx], key=lambda e: (e.prompt_id, e.image_index)) for idx in sorted(samples)}
+
+
+def several_per_prompt(entries: list[Entry]) -> bool:
+    """Whether the folder holds several images per prompt (an entry with k > 0): the reports then show each
+    prompt's images as one group; with one image per prompt they look as they always did."""
+    return any(entry.image_index > 0 for entry in entries)
+
+
+def prompt_blocks(entries: list[Entry]) -> list[list[Entry]]:
+    """Consecutive entries of one prompt (same prompt_id, mode, temperature and text; by_sample put them in k order) as
+    one block each. An edited log whose images of one prompt_id disagree on the text gets one block per text, so
+    the text shown once above a block is true of every image in it."""
+    blocks: list[list[Entry]] = []
+    for entry in entries:
+        first = blocks[-1][0] if blocks else None
+        if first is not None and _prompt_of(first) == _prompt_of(entry):
+            blocks[-1].append(entry)
+        else:
+            blocks.append([entry])
+    return blocks
+
+
+def _prompt_of(entry: Entry) -> tuple:
+    return entry.prompt_id, entry.mode, entry.temperature, entry.visual_prompt

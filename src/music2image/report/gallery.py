@@ -27,7 +27,7 @@ from ..errors import DiskError
 from ..image_text import ImageTextError, read_image_text
 from ..safe_paths import open_folder, refuse_links, remove_inside, resolves_inside, write_bytes_inside
 from ..evaluation.documents import image_measures
-from .entries import Entry, RunLog, by_sample, read_log
+from .entries import Entry, RunLog, by_sample, prompt_blocks, read_log, several_per_prompt
 from .images import UnreadableImage, open_contained, warn_unreadable
 from .music import music_of_samples
 
@@ -56,13 +56,26 @@ class Card:
 
 
 @dataclass(frozen=True)
+class PromptBlock:
+    """One prompt's images in k order. With several images per prompt the page shows its text, mode and
+    temperature once, then its images in a row, each with its k and seed; with one, its card as it always was."""
+
+    entry: Entry  # the first image's: prompt_id, mode, temperature and text are those of every card here
+    cards: tuple[Card, ...]
+
+
+@dataclass(frozen=True)
 class SampleRow:
-    """One sample on a page: its cards grouped by mode, or why it was skipped."""
+    """One sample on a page: its prompts' images grouped by mode, or why it was skipped."""
 
     sample_idx: int
     music: str = ""
-    groups: tuple[tuple[str, tuple[Card, ...]], ...] = ()
+    groups: tuple[tuple[str, tuple[PromptBlock, ...]], ...] = ()
     skipped_reason: str | None = None
+
+    @property
+    def cards(self):
+        return [card for _, blocks in self.groups for block in blocks for card in block.cards]
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,8 @@ class Navigation:
 
 def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
                  samples_per_page: int = GALLERY_SAMPLES_PER_PAGE) -> Path:
-    """OUTPUT/index.html and its following pages: one row per sample with convergent and divergent side by side,
+    """OUTPUT/index.html and its following pages: one row per sample with convergent and divergent side by side
+    (with several images per prompt, one block per prompt: its text once, its images in k order with their seeds),
     a filter by mode, click for the full image and its recipe. An image that cannot be read is shown as such and
     listed in one warning. Returns the entry point, index.html."""
     output_dir = Path(output_dir)
@@ -86,6 +100,7 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
     # Before any work: nothing is written through a planted link (the writes refuse links again, without a race).
     refuse_links(output_dir, INDEX_NAME, PAGES_DIR, f"{THUMBS_DIR}/{thumb_size}")
     rows = _rows(run_log)
+    grouped = several_per_prompt(run_log.entries)
     chunks = [rows[first:first + samples_per_page] for first in range(0, len(rows), samples_per_page)] or [[]]
     music = music_of_samples(output_dir, run_log)
     measures = image_measures(output_dir)
@@ -99,17 +114,20 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
                 continue
             groups = []
             for mode in sorted({e.mode for e in entries}, key=_mode_order):
-                cards = []
-                for entry in (e for e in entries if e.mode == mode):
-                    card, recipe = _card(output_dir, entry, thumb_size, prefix, len(recipes), unreadable)
-                    card = replace(card, measures=_measures_text(measures.get(entry.image_path or "", {})))
-                    cards.append(card)
-                    recipes.append(recipe)
-                groups.append((mode, tuple(cards)))
+                blocks = []
+                for block in prompt_blocks([e for e in entries if e.mode == mode]):
+                    cards = []
+                    for entry in block:
+                        card, recipe = _card(output_dir, entry, thumb_size, prefix, len(recipes), unreadable,
+                                             grouped)
+                        cards.append(replace(card, measures=_measures_text(measures.get(entry.image_path or "", {}))))
+                        recipes.append(recipe)
+                    blocks.append(PromptBlock(block[0], tuple(cards)))
+                groups.append((mode, tuple(blocks)))
             samples.append(SampleRow(idx, music.get(idx, "")[:PROMPT_CHARS], tuple(groups)))
         evaluation = (prefix + EVALUATION_REPORT) if (output_dir / EVALUATION_REPORT).is_file() else None
         page = _render(run_log, samples, recipes, _navigation(number, len(chunks), chunk, prefix), unreadable,
-                       evaluation)
+                       evaluation, grouped)
         _write(output_dir, INDEX_NAME if number == 1 else f"{PAGES_DIR}/page_{number:03d}.html", page.encode("utf-8"))
     _remove_stale_pages(output_dir, len(chunks))
     warn_unreadable("gallery", unreadable)
@@ -140,8 +158,10 @@ def _url(prefix: str, relative: str) -> str:
     return prefix + quote(relative, safe="/")
 
 
-def _card(output_dir: Path, entry: Entry, size: int, prefix: str, index: int, unreadable: list) -> tuple[Card, dict]:
-    recipe = {"image": None, "label": f"sample {entry.sample_idx} {entry.label}"[:PROMPT_CHARS],
+def _card(output_dir: Path, entry: Entry, size: int, prefix: str, index: int, unreadable: list,
+          grouped: bool = False) -> tuple[Card, dict]:
+    label = f"sample {entry.sample_idx} {entry.label}" + (f" k={entry.image_index}" if grouped else "")
+    recipe = {"image": None, "label": label[:PROMPT_CHARS],
               "prompt": entry.visual_prompt[:PROMPT_CHARS], "seed": entry.seed, "status": entry.status,
               "error": (entry.error or "")[:PROMPT_CHARS] or None, "parameters": ""}
     if not entry.ok:
@@ -222,7 +242,7 @@ def _own_code() -> tuple:
 
 
 def _render(run_log: RunLog, samples: list[SampleRow], recipes: list[dict], nav: Navigation, unreadable: list,
-            evaluation: str | None = None) -> str:
+            evaluation: str | None = None, grouped: bool = False) -> str:
     meta = run_log.metadata
     stats = (f'{meta.get("successful", 0)} images, {meta.get("failed", 0)} failed · '
              f'{meta.get("image_width")}×{meta.get("image_height")} · {meta.get("num_inference_steps")} steps · '
@@ -231,7 +251,7 @@ def _render(run_log: RunLog, samples: list[SampleRow], recipes: list[dict], nav:
     if run_log.invalid_entries:
         notes.append(f"{run_log.invalid_entries} entries of the log are not valid and are not shown "
                      "(the command's warning says which).")
-    unreadable_here = sum(card.state == "unreadable" for row in samples for _, cards in row.groups for card in cards)
+    unreadable_here = sum(card.state == "unreadable" for row in samples for card in row.cards)
     if unreadable_here:
         notes.append(f"{unreadable_here} image{'s' if unreadable_here > 1 else ''} on this page could not be read and "
                      "are shown as unreadable, with the reason.")
@@ -240,7 +260,7 @@ def _render(run_log: RunLog, samples: list[SampleRow], recipes: list[dict], nav:
     return _environment().get_template("gallery.html.j2").render(
         title=f"music2image gallery: {Path(os.path.abspath(run_log.output_dir)).name}", stats=stats[:PROMPT_CHARS],
         modes=modes, nav=nav, notes=notes, samples=samples, recipes=recipes, prompt_chars=PROMPT_CHARS,
-        script=script, style=style, csp=csp, evaluation=evaluation)
+        script=script, style=style, csp=csp, evaluation=evaluation, grouped=grouped)
 
 
 def _write(output_dir: Path, relative: str, data: bytes) -> None:

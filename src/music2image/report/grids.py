@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import DiskError
 from ..safe_paths import open_folder, refuse_links, remove_inside, write_bytes_inside
-from .entries import Entry, by_sample, read_log
+from .entries import Entry, by_sample, prompt_blocks, read_log, several_per_prompt
 from .images import UnreadableImage, open_contained, warn_unreadable
 
 GRIDS_DIR = "grids"
@@ -28,8 +28,8 @@ _PAD = 6
 
 def make_grids(output_dir: str | os.PathLike, thumb_size: int = 256, overview_thumb_size: int = 128,
                samples_per_page: int = OVERVIEW_SAMPLES_PER_PAGE) -> list[Path]:
-    """One contact sheet per sample (its images in prompt order, labelled with mode, temperature and prompt id) in
-    OUTPUT/grids/, then overview pages of SAMPLES_PER_PAGE samples each, one row per sample. Returns the files
+    """One contact sheet per sample (its images in prompt order, labelled with mode, temperature and prompt id;
+    with several images per prompt, one row per prompt with its K images side by side) in OUTPUT/grids/, then overview pages of SAMPLES_PER_PAGE samples each, one row per sample. Returns the files
     written: the samples' sheets, then the overview pages. An image that cannot be read is drawn as unreadable."""
     from PIL import Image
 
@@ -37,6 +37,7 @@ def make_grids(output_dir: str | os.PathLike, thumb_size: int = 256, overview_th
     run_log = read_log(output_dir)
     refuse_links(output_dir, GRIDS_DIR)  # before any work: nothing is written through a planted link
     samples = list(by_sample(run_log.entries).items())
+    sheet = _grouped_sheet if several_per_prompt(run_log.entries) else _sheet
     unreadable: list[tuple[str, str]] = []
     sheets, pages = [], []
     for first in range(0, len(samples), samples_per_page):
@@ -47,8 +48,9 @@ def make_grids(output_dir: str | os.PathLike, thumb_size: int = 256, overview_th
             title = f"sample {idx}"
             if len(entries) > MAX_TILES_PER_SHEET:
                 title += f" (first {MAX_TILES_PER_SHEET} of {len(entries)} images)"
-            sheets.append(_save_png(output_dir, f"sample_{idx:03d}.png", _sheet(entries, tiles, thumb_size, title)))
-            rows.append(_sheet(entries, tiles, overview_thumb_size, title))
+            shown = entries[:MAX_TILES_PER_SHEET]
+            sheets.append(_save_png(output_dir, f"sample_{idx:03d}.png", sheet(shown, tiles, thumb_size, title)))
+            rows.append(sheet(shown, tiles, overview_thumb_size, title))
         overview = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
         y = 0
         for row in rows:
@@ -78,7 +80,7 @@ def _font(size: int):
 
 
 def _sheet(entries: list[Entry], tiles: list, thumb: int, title: str):
-    from PIL import Image, ImageDraw, ImageOps
+    from PIL import Image, ImageDraw
 
     label_font = max(9, thumb // 16)  # "#4 divergent T=0.8" fits under its tile
     label_height = label_font + 8
@@ -92,15 +94,76 @@ def _sheet(entries: list[Entry], tiles: list, thumb: int, title: str):
     for number, (entry, tile) in enumerate(zip(entries, tiles)):
         x = _PAD + (number % columns) * (thumb + _PAD)
         y = title_height + (number // columns) * (thumb + label_height)
-        if isinstance(tile, str):
-            draw.rectangle((x, y, x + thumb - 1, y + thumb - 1), fill=(60, 20, 20))
-            draw.text((x + 8, y + 8), tile, fill=(255, 180, 180), font=_font(max(10, thumb // 12)))
-        else:
-            small = ImageOps.contain(tile, (thumb, thumb))
-            sheet.paste(small, (x + (thumb - small.width) // 2, y + (thumb - small.height) // 2))
-        colour = {"convergent": (20, 90, 170), "divergent": (170, 60, 20)}.get(entry.mode, (60, 60, 60))
-        draw.text((x, y + thumb + 2), entry.label[:40], fill=colour, font=_font(label_font))
+        _draw_tile(sheet, draw, tile, x, y, thumb)
+        draw.text((x, y + thumb + 2), entry.label[:40], fill=_mode_colour(entry.mode), font=_font(label_font))
     return sheet
+
+
+def _grouped_sheet(entries: list[Entry], tiles: list, thumb: int, title: str):
+    """With several images per prompt: one row per prompt, its label (id, mode, temperature, text) on a band
+    above its K tiles, which stand side by side in k order (wrapping after SHEET_COLUMNS), each with its k and seed
+    under it. So a row's differences are the seed's, and row against row the prompt's."""
+    from PIL import Image, ImageDraw
+
+    label_font = max(9, thumb // 16)
+    label_height = label_font + 8
+    title_height = max(14, thumb // 9) + 8
+    tile_of = dict(zip(map(id, entries), tiles))
+    blocks = prompt_blocks(entries)
+    columns = min(max(len(block) for block in blocks), SHEET_COLUMNS)
+    lines = [-(-len(block) // columns) for block in blocks]
+    width = _PAD + columns * (thumb + _PAD)
+    sheet = Image.new("RGB", (width, title_height + sum(label_height + n * (thumb + label_height) for n in lines)
+                              + _PAD), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((_PAD, 4), title, fill="black", font=_font(title_height - 8))
+    font = _font(label_font)
+    y = title_height
+    for block, block_lines in zip(blocks, lines):
+        first = block[0]
+        draw.rectangle((0, y, width - 1, y + label_height - 3), fill=_ROW_BAND)
+        row_label = f"{first.label}: {first.visual_prompt}"
+        draw.text((_PAD, y + 2), _fit(row_label, font, width - 2 * _PAD), fill=_mode_colour(first.mode), font=font)
+        y += label_height
+        for number, entry in enumerate(block):
+            x = _PAD + (number % columns) * (thumb + _PAD)
+            top = y + (number // columns) * (thumb + label_height)
+            _draw_tile(sheet, draw, tile_of[id(entry)], x, top, thumb)
+            caption = f"k={entry.image_index}" + ("" if entry.seed is None else f" seed {entry.seed}")
+            if font.getlength(caption) > thumb:  # a small tile (overview pages) keeps its k, not half a seed
+                caption = f"k={entry.image_index}"
+            draw.text((x, top + thumb + 2), caption, fill=(60, 60, 60), font=font)
+        y += block_lines * (thumb + label_height)
+    return sheet
+
+
+_ROW_BAND = (236, 238, 243)  # the light band that carries a prompt's label above its row
+
+
+def _mode_colour(mode: str) -> tuple:
+    return {"convergent": (20, 90, 170), "divergent": (170, 60, 20)}.get(mode, (60, 60, 60))
+
+
+def _fit(text: str, font, width: int) -> str:
+    """TEXT cut (with …) to fit WIDTH pixels in FONT."""
+    text = " ".join(text.split())[:400]
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _draw_tile(sheet, draw, tile, x: int, y: int, thumb: int) -> None:
+    """The image centred in its THUMB square at (x, y), or the reason there is none on a dark red square."""
+    from PIL import ImageOps
+
+    if isinstance(tile, str):
+        draw.rectangle((x, y, x + thumb - 1, y + thumb - 1), fill=(60, 20, 20))
+        draw.text((x + 8, y + 8), tile, fill=(255, 180, 180), font=_font(max(10, thumb // 12)))
+    else:
+        small = ImageOps.contain(tile, (thumb, thumb))
+        sheet.paste(small, (x + (thumb - small.width) // 2, y + (thumb - small.height) // 2))
 
 
 def _save_png(output_dir: Path, name: str, image) -> Path:
