@@ -340,7 +340,7 @@ def test_an_unwritable_output_folder_is_one_message(workdir):
     assert list((workdir / "images").iterdir()) == []
 
 
-@pytest.mark.parametrize("case", ["a file in the way", "no permission"])
+@pytest.mark.parametrize("case", ["a file in the way", "no permission", "a dangling link", "a folder not searchable"])
 def test_an_output_folder_that_cannot_be_created_is_refused_before_loading(case, workdir):
     """Before, the folder was first created after the models had loaded (minutes with real weights)."""
     import os
@@ -350,9 +350,12 @@ def test_an_output_folder_that_cannot_be_created_is_refused_before_loading(case,
     (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1, per_sample=1)))
     if case == "a file in the way":
         output, expected = "p.json/images", "p.json is not a folder"
+    elif case == "a dangling link":  # mkdir meets the link: "File exists", after loading
+        (workdir / "locked").symlink_to(workdir / "nowhere")
+        output, expected = "locked/images", "locked is not a folder"
     else:
         (workdir / "locked").mkdir()
-        (workdir / "locked").chmod(0o555)
+        (workdir / "locked").chmod(0o555 if case == "no permission" else 0o000)
         output, expected = "locked/new/images", "no permission to create anything in locked"
     # The old code failed too, after loading, with "cannot create the output folder (Not a directory)".
     command = [sys.executable, "-m", "music2image", "generate", "--prompts-file", "p.json", "--output-dir", output,
@@ -363,7 +366,7 @@ def test_an_output_folder_that_cannot_be_created_is_refused_before_loading(case,
     out = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, out.stderr
     assert out.stderr == f"music2image: error: {output}: cannot create the output folder: {expected}; nothing was written.\n"
-    assert sorted(p.name for p in workdir.iterdir()) == sorted(["p.json", *(["locked"] if case == "no permission" else [])])
+    assert sorted(p.name for p in workdir.iterdir()) == sorted(["p.json", *(["locked"] if case != "a file in the way" else [])])
 
 
 def test_the_uncreatable_folder_check_comes_before_any_model_loads(workdir, monkeypatch, capsys):

@@ -297,3 +297,28 @@ def test_the_report_reads_only_what_the_run_appended_and_gets_what_a_whole_read_
     # ... and a journal shorter than what was read (rewritten since) is read whole again.
     journal.write_bytes(text[: before.read_to[JOURNAL_NAME] // 2])
     assert read_state(images, since=before).images == read_state(images).images
+
+
+@pytest.mark.parametrize("last_line", ["torn", "whole but not ended"])
+def test_going_on_after_a_last_line_without_a_newline_reads_it_once(last_line, tmp_path):
+    """A torn append (a kill), or a whole record whose newline is missing (a hand edit), is the last line of a
+    shard when step 3 reads it; the next append ends it with a newline. Going on from step 3's state must not read
+    that line again as if this run had written it: a stale record of an older run would hide a newer one."""
+    recipe = {"model": "tiny"}
+    stale = json.dumps(_record(0, run=3, t=3.0, ok=False))
+    # Run 3 (two processes) left prompt 0 failed as shard 1's last line; run 4 (one process) made it.
+    (tmp_path / SHARD_1).write_text(json.dumps({"type": "run", "run": 3, "recipe": recipe}) + "\n"
+                                    + (stale[: len(stale) // 2] if last_line == "torn" else stale))
+    (tmp_path / JOURNAL_NAME).write_text(json.dumps({"type": "run", "run": 4, "recipe": recipe}) + "\n"
+                                         + json.dumps(_record(0, run=4, t=4.0)) + "\n")
+    before = read_state(tmp_path, warn=False)
+    for shard, run in ((JOURNAL_NAME, 5), (SHARD_1, 5)):  # run 5 appends to both shards
+        journal = Journal(tmp_path / shard)
+        journal.append(_record(1 if shard == JOURNAL_NAME else 2, run=run, t=5.0))
+        journal.close()
+
+    went_on = read_state(tmp_path, current_run=5, warn=False, since=before)
+    whole = read_state(tmp_path, current_run=5, warn=False)
+    for name in ("images", "recipe", "last_run", "has_images", "current", "skipped", "read_to"):
+        assert getattr(went_on, name) == getattr(whole, name), name
+    assert went_on.images[(0, 0, 0)].run == 4 and went_on.images[(0, 0, 0)].ok

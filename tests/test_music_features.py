@@ -77,3 +77,17 @@ def test_a_tone_or_a_bare_fifth_has_no_mode_to_be_confident_about(pitches_hz):
     audio = sum(0.2 * np.sin(2 * np.pi * f * t) for f in pitches_hz).astype(np.float32)
     features = analyse(audio, rate)
     assert features.mode_confidence == 0.0 and not features.mode_is_clear
+
+
+def test_a_dc_offset_is_not_sound():
+    """An offset alone was analysed as music ("F major", a 21 Hz brightness); under a sine it darkened the
+    brightness, and a large one leaked into every pitch class's lowest bins: a clear minor mode despite the floor."""
+    from music2image.music.features import AudioProblem
+
+    rate = 22050
+    t = np.arange(rate * 8) / rate
+    with pytest.raises(AudioProblem, match="silent"):
+        analyse(np.full(t.size, 0.5, dtype=np.float32), rate)
+    # A sine at A4 has a spectral centroid of 440 Hz; the offset's 0 Hz bin pulled it to 148 Hz.
+    assert 430 < analyse((0.3 + 0.2 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32), rate).brightness_hz < 450
+    assert analyse((0.5 + 0.01 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32), rate).mode_confidence == 0.0

@@ -129,15 +129,20 @@ def _shard_records(path: Path, start: int = 0, read_to: dict | None = None):
     """(place, record) for each line of one shard from byte `start`, read as a stream (a 100k-record journal is
     never held as text). `record` is a dict, or _NOT_AN_OBJECT for well-formed JSON that is not an object; a torn
     or garbled line (a kill mid-write leaves one) is passed over without a word. `read_to[path.name]` is set to
-    the offset after the last line that ends in a newline (a last line without one is read, but read again by a
-    reader going on from there: the next append ends it first, see Journal._open)."""
+    the offset after the last line read, ended or not: a last line without a newline (a torn append, a hand edit)
+    stays as it is, for the next append ends it with a newline alone (Journal._open) — a reader going on from
+    there passes over that newline instead of reading the line a second time, as if it were new."""
     try:
         with open(path, "rb") as handle:
-            handle.seek(start)
+            ended = True
+            if start > 0:
+                handle.seek(start - 1)
+                ended = handle.read(1) == b"\n"
             offset = start
             for place, line in enumerate(handle):
-                if line.endswith(b"\n"):
-                    offset += len(line)
+                offset += len(line)
+                if not ended and place == 0 and line == b"\n":
+                    continue
                 try:
                     record = json.loads(line)
                 except (ValueError, UnicodeDecodeError):

@@ -131,7 +131,7 @@ class _Folder:
     def refuse_links(self, jobs) -> None:
         """Before anything is written: none of the files and folders this run writes may be a symbolic link (a
         planted `sample_003 -> /elsewhere` would receive images; a linked log or journal, our appends)."""
-        if not self.path.is_dir():
+        if not os.path.isdir(self.path):  # (os.path: a parent we may not search is refuse_uncreatable's to say)
             return
         # Every name checked is one folder entry (image folders are `sample_NNN`): one scandir of the folder says
         # which are links, instead of an lstat per name (a 100k-prompt run has 20k sample folders).
@@ -150,12 +150,14 @@ class _Folder:
     def refuse_uncreatable(self) -> None:
         """A folder that does not exist yet is created in step 5, after the models load: say now if it cannot be
         (a file in the way, no permission to write where it goes), not minutes later. Nothing is created here."""
-        if self.path.is_dir():
+        if os.path.isdir(self.path):
             return
         existing = self.path
-        while not existing.exists() and existing != existing.parent:
+        # lexists: a dangling link is in the way too (mkdir meets it); os.path, not Path: below a folder we may not
+        # search, everything reads as absent (Path.exists raises), and that folder's access says why.
+        while not os.path.lexists(existing) and existing != existing.parent:
             existing = existing.parent
-        if not existing.is_dir():
+        if not os.path.isdir(existing):
             problem = f"{existing} is not a folder"
         elif not os.access(existing, os.W_OK | os.X_OK):
             problem = f"no permission to create anything in {existing}"

@@ -121,6 +121,11 @@ def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:
         raise AudioProblem(f"too short to analyse ({audio.size / SAMPLE_RATE:.2f} s; at least 0.1 s)")
     if not np.all(np.isfinite(audio)):
         raise AudioProblem("the audio holds NaN or infinite samples")
+    # A DC offset (a cheap recorder's, a bad conversion's) is no sound: left in, it reads as level (an offset alone
+    # was "music", not silence), its 0 Hz bin darkens the spectral centroid (a sine at A4 under an offset of 1.5×
+    # its amplitude: 148 Hz), and a large one leaks into the lowest CQT bins of every pitch class (a sine's
+    # effective pitch classes 1.3 → 9: a clear mode again).
+    audio = audio - audio.mean(dtype=np.float64).astype(np.float32)
     duration = audio.size / SAMPLE_RATE
 
     rms = librosa.feature.rms(y=audio)[0]
