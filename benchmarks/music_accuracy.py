@@ -58,7 +58,9 @@ def mirex_key_score(tonic: int, mode: str, true_tonic: int, true_mode: str) -> f
     return 0.2 if step == 0 else 0.0
 
 
-def tempo_hits(tempo: float, truth: float) -> tuple[bool, bool]:
+def tempo_hits(tempo: float | None, truth: float) -> tuple[bool, bool]:
+    if tempo is None:  # no tempo given: a miss
+        return False, False
     exact = abs(tempo - truth) / truth <= 0.04
     return exact, exact or any(abs(tempo * k - truth) / truth <= 0.04 for k in (2.0, 0.5))
 

@@ -95,9 +95,11 @@ def key_relation(tonic: int, mode: str, true_tonic: int, true_mode: str) -> str:
     return "parallel" if step == 0 else f"other mode, +{step}"
 
 
-def tempo_relation(tempo: float, truth: float) -> str:
+def tempo_relation(tempo: float | None, truth: float) -> str:
     """The simple ratio (within 4 %) an estimate stands in to the truth: octave (×2, ×½), ×3/2 and ×2/3 (a dotted or
     triple-meter beat), ×3 and ×⅓, ×4/3 and ×¾."""
+    if tempo is None:
+        return "none"
     for name, ratio in (("x1", 1.0), ("x2", 2.0), ("x1/2", 0.5), ("x3/2", 1.5), ("x2/3", 2 / 3), ("x3", 3.0),
                         ("x1/3", 1 / 3), ("x4/3", 4 / 3), ("x3/4", 0.75), ("x4", 4.0), ("x1/4", 0.25)):
         if abs(tempo / truth - ratio) / ratio <= 0.04:

@@ -145,6 +145,10 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--phase":
         print(json.dumps(phase(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--build":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+        build(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=100_000)
     parser.add_argument("--side", type=int, default=8, help="image side in pixels (default: %(default)s)")
@@ -155,7 +159,12 @@ def main() -> None:
     here = str(Path(__file__).resolve().parents[1] / "src")
     sys.path.insert(0, here)
     started = time.perf_counter()
-    prompts_file, images, legacy = build(args.workdir, args.prompts, args.side)
+    # Built in a process of its own: a phase forked from a parent that built 100k images would report the parent's
+    # peak RSS as its own (Linux keeps ru_maxrss across fork and exec).
+    subprocess.run([sys.executable, __file__, "--build", str(args.workdir), str(args.prompts), str(args.side)],
+                   check=True)
+    prompts_file, images, legacy = (args.workdir / "prompts.json", args.workdir / "images",
+                                    args.workdir / "images_legacy_journal")
     print(f"{args.prompts} prompts, {args.side}x{args.side} PNGs; files ready in {time.perf_counter() - started:.1f} s "
           f"({platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     sources = [("this checkout", here)] + ([("--compare-src", args.compare_src)] if args.compare_src else [])

@@ -59,3 +59,15 @@ def test_the_unet_variants_benchmark_compares_layouts_with_the_plain_step(workdi
     # The same function: fusing Q, K and V into one matmul, or another memory layout, moves outputs by bfloat16
     # rounding at most (this tiny UNet's outputs are of order 1).
     assert all(record[name]["max_abs_diff"] < 0.05 for name in ("channels_last", "fused_qkv", "channels_last+fused_qkv"))
+
+
+@pytest.mark.slow
+def test_the_resume_scale_benchmark_runs_every_phase_on_a_small_folder(workdir):
+    """It once broke unseen: `--dtype auto` became bfloat16 on this CPU, and its folder (built as float32) was then
+    refused by the generate phase."""
+    out = run_subprocess([str(REPO / "benchmarks" / "resume_scale.py"), "--prompts", "50", "--workdir", "work"],
+                         cwd=workdir, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("this checkout")]
+    assert [row[2] for row in rows] == ["plan", "resume", "verify", "legacy", "generate"]
+    assert all(row[-1] == "50" for row in rows)  # every phase finds all 50 images finished

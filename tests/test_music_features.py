@@ -91,3 +91,17 @@ def test_a_dc_offset_is_not_sound():
     # A sine at A4 has a spectral centroid of 440 Hz; the offset's 0 Hz bin pulled it to 148 Hz.
     assert 430 < analyse((0.3 + 0.2 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32), rate).brightness_hz < 450
     assert analyse((0.5 + 0.01 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32), rate).mode_confidence == 0.0
+
+
+@pytest.mark.parametrize("case", ["click", "silence then a tone"])
+def test_audio_without_a_pulse_has_no_tempo(case):
+    """Before, a single click read 80.7 BPM and a tone after 10 s of silence 40.5 BPM."""
+    rate = 22050
+    audio = np.zeros(rate * 20, dtype=np.float32)
+    if case == "click":
+        audio[rate * 5: rate * 5 + 50] = 0.8
+    else:
+        t = np.arange(rate * 10) / rate
+        audio[rate * 10:] = 0.3 * np.sin(2 * np.pi * 440.0 * t)
+    features = analyse(audio, rate)
+    assert features.tempo is None and features.beat_strength is None

@@ -103,3 +103,6 @@ def test_readme_exit_code_table_lists_every_exit_status():
     section = (REPO / "README.md").read_text().split("### Exit codes", 1)[1].split("\n\n", 2)[1]
     codes = {int(m) for m in re.findall(r"^\| (\d+) \|", section, flags=re.M)}
     assert codes == {int(status) for status in ExitStatus}
+    from music2image.cli import EXIT_CODES_HELP  # what `generate --help` lists
+
+    assert {int(m) for m in re.findall(r"^  (\d+) ", EXIT_CODES_HELP, flags=re.M)} == codes

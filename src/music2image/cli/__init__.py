@@ -25,9 +25,8 @@ EXIT_CODES_HELP = """exit codes:
   1    the run finished but some images failed (see the log), or results could not be written (disk full)
   2    bad input or usage: nothing was written
   130  interrupted (Ctrl-C / SIGTERM): run the same command again to resume
+  141  the reader of the output went away (`| head`): nothing is wrong, nothing was lost
 """
-
-
 
 
 PROMPTS_EXIT_CODES_HELP = """exit codes:

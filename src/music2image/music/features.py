@@ -70,6 +70,9 @@ TEMPO_PRIOR_OCTAVES = 1.0
 
 SILENCE_DBFS = -60.0  # a clip whose loudest frame is quieter than this is silence, not music
 MIN_TEMPO_SECONDS = 3.0  # shorter than this, a tempo estimate is a guess: reported as null
+# Fewer onsets than this (three intervals) is no pulse to measure: a single click read 80.7 BPM, a steady tone after
+# silence 40.5 BPM. Also reported as null.
+MIN_TEMPO_ONSETS = 4
 # Key strength (Temperley's term): the best profile correlation. Below MIN_KEY_STRENGTH there is no key to speak of
 # (noise, clusters, percussion: 0.2–0.4 in our synthetic checks; diatonic progressions 0.7–0.95), so the mode
 # confidence is 0. Above it, the confidence is the margin between the best major and best minor fit; below
@@ -144,7 +147,7 @@ def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:
     onset_rate = len(onsets) / duration
 
     tempo = beat_strength = None
-    if duration >= MIN_TEMPO_SECONDS:
+    if duration >= MIN_TEMPO_SECONDS and len(onsets) >= MIN_TEMPO_ONSETS:
         tempo, beat_strength = estimate_tempo(audio)
 
     key, tonality, confidence, strength = estimate_key(tuned_chroma(audio))
