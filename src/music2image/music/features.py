@@ -70,9 +70,10 @@ TEMPO_PRIOR_OCTAVES = 1.0
 
 SILENCE_DBFS = -60.0  # a clip whose loudest frame is quieter than this is silence, not music
 MIN_TEMPO_SECONDS = 3.0  # shorter than this, a tempo estimate is a guess: reported as null
-# Fewer onsets than this (three intervals) is no pulse to measure: a single click read 80.7 BPM, a steady tone after
-# silence 40.5 BPM. Also reported as null.
-MIN_TEMPO_ONSETS = 4
+# One onset is no pulse to measure: a single click read 80.7 BPM, a steady tone after silence 40.5 BPM; reported as
+# null. Not more: choir sounds swell in so slowly that onset_detect found 3 onsets in 27 s of a chorale whose tempo
+# the tempograms read right (a floor of 4 cost the reported draw that clip).
+MIN_TEMPO_ONSETS = 2
 # Key strength (Temperley's term): the best profile correlation. Below MIN_KEY_STRENGTH there is no key to speak of
 # (noise, clusters, percussion: 0.2–0.4 in our synthetic checks; diatonic progressions 0.7–0.95), so the mode
 # confidence is 0. Above it, the confidence is the margin between the best major and best minor fit; below
