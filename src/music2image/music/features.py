@@ -8,6 +8,7 @@ register/brightness, loudness and articulation (here: onset density).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 
@@ -151,7 +152,13 @@ def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:
     if duration >= MIN_TEMPO_SECONDS and len(onsets) >= MIN_TEMPO_ONSETS:
         tempo, beat_strength = estimate_tempo(audio)
 
-    key, tonality, confidence, strength = estimate_key(tuned_chroma(audio))
+    with warnings.catch_warnings():
+        # The constant-Q transform halves the sample rate per octave: in a clip under ~1.5 s its lowest octaves are
+        # shorter than one FFT frame, and librosa warns (3-5 times per clip) before padding them. Nothing is wrong
+        # with the clip, and the user can do nothing about it: not a warning for them.
+        warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large", category=UserWarning)
+        chroma = tuned_chroma(audio)
+    key, tonality, confidence, strength = estimate_key(chroma)
     return MusicalFeatures(
         duration_seconds=duration,
         tempo=tempo,
