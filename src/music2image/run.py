@@ -57,9 +57,10 @@ def generate(context: RunContext) -> RunResult:
     folder = _Folder(context.output_dir, context.files)
     try:
         # 3. Skip what is done: the main process reads the journal, under the folder's lock, and decides.
-        read_before: list = []  # that state, kept for step 7 (which then reads only what this run appends)
+        state_read = None  # that state, kept for step 7 (which then reads only what this run appends)
 
         def plan_todo():
+            nonlocal state_read
             folder.refuse_links(jobs)
             folder.refuse_uncreatable()
             if folder.path.is_dir():
@@ -73,7 +74,7 @@ def generate(context: RunContext) -> RunResult:
             if context.save_images and state is not None:
                 done = {job.key for job in jobs
                         if is_finished(job, state.images.get(job.key), folder.path, context.verify)}
-            read_before[:] = [state] if state is not None else []
+            state_read = state
             for skipped in selection.skipped_samples:
                 log.warning("skipping sample %d: %s", skipped.sample_idx, skipped.reason)
             log.info("device: %s", device)
@@ -109,8 +110,7 @@ def generate(context: RunContext) -> RunResult:
             return RunResult(str(context.output_dir), share.mine, selection.skipped_samples, len(selection.prompts),
                              len(share.mine), interrupted, device, process_index=launch.rank, total_images=len(jobs))
         elapsed = time.perf_counter() - started - (share.compile_seconds or 0)
-        state = read_state(context.output_dir, current_run=run_number, warn=False,
-                           since=read_before[0] if read_before else None)
+        state = read_state(context.output_dir, current_run=run_number, warn=False, since=state_read)
         return _report(context, recipe, device, jobs, todo_set, selection, engine, share, elapsed, run_number,
                        interrupted, launch.world, state)
     finally:
