@@ -317,7 +317,13 @@ def same_bytes(first: Path, second: Path) -> dict:
             "detail": f"{len(a)} PNGs against {len(b)}, {len(differ)} differ"}
 
 
-def within_one(batched: Path, singles: Path, count: int) -> dict:
+# The README's tolerance for a batched image against the same image made alone, in 8-bit values: float32 sums
+# reordered stay within 1e-5 (at most one after rounding); float16/bfloat16 kernels round more differently (3 was
+# seen on the tiny model on a CPU and on the full-size model on an H200 in float16, 2026-11-27).
+BATCH_TOLERANCE = {"float32": 1, "float16": 3, "bfloat16": 3}
+
+
+def within_tolerance(batched: Path, singles: Path, count: int, tolerance: int) -> dict:
     from PIL import Image
 
     a, b = _pngs(batched), _pngs(singles)
@@ -325,7 +331,7 @@ def within_one(batched: Path, singles: Path, count: int) -> dict:
     for name, path in b.items():
         difference = np.abs(np.asarray(Image.open(path), dtype=int) - np.asarray(Image.open(a[name]), dtype=int))
         worst, differing, values = max(worst, int(difference.max())), differing + int((difference > 0).sum()), values + difference.size
-    return {"ok": len(b) == count and worst <= 1,
+    return {"ok": len(b) == count and worst <= tolerance,
             "detail": f"{len(b)} images, max 8-bit difference {worst}, {differing / max(values, 1):.3%} of values differ"}
 
 

@@ -11,9 +11,9 @@ WHEELS=(
   diffusers==0.42.1
   pydantic==2.14.4
   pydantic-core==2.50.5
-  annotated-types==0.7.0
-  typing-inspection==0.4.2
-  typing-extensions==4.15.0   # pydantic-core needs a recent one; the machine's own may be older
+  annotated-types==0.8.0
+  typing-inspection==0.4.5
+  typing-extensions==4.16.0   # pydantic-core needs a recent one; the machine's own may be older
 )
 rm -rf .whl
 python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

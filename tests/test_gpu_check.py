@@ -35,7 +35,7 @@ def test_gpu_check_runs_on_the_cpu_with_the_tiny_model_and_writes_json_and_markd
 
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["second run byte-identical"]["ok"] is True
-    assert checks["batch of 2 equals singles (8-bit values within 1)"]["ok"] is True
+    assert checks["batch of 2 equals singles (8-bit values within 1, float32)"]["ok"] is True
     assert checks["--vae-tiling runs"]["ok"] is True
     assert checks["--offload model runs"]["ok"] is None  # needs CUDA
 
