@@ -22,7 +22,6 @@ import json
 import sys
 from collections import Counter
 from dataclasses import replace
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -41,17 +40,15 @@ def prompts_of(features, sample_idx: int, plan):
     return sample_prompts(features, sample_idx, plan, VocabularyWriter())
 
 
-def pairwise_distance(prompts) -> float:
-    from music2image.music.mapping import SLOT_ORDER
-
-    pairs = list(combinations(prompts, 2))
-    return float(np.mean([sum(a.descriptors.get(s) != b.descriptors.get(s) for s in SLOT_ORDER) / len(SLOT_ORDER)
-                          for a, b in pairs]))
-
-
 def measure(all_features: list) -> dict:
     from music2image.music import PromptPlan
-    from music2image.music.mapping import PALETTES, SLOT_ORDER, _slot_scores, mood_label
+    from music2image.music.mapping import (
+        PALETTES,
+        SLOT_ORDER,
+        best_descriptors,
+        descriptor_distance,
+        mood_label,
+    )
 
     plan = PromptPlan()
     subjects, moods, minor_palettes = Counter(), Counter(), Counter()
@@ -65,14 +62,13 @@ def measure(all_features: list) -> dict:
             minor_palettes.update(p.descriptors["palette"] for p in prompts)
         texts = [p.visual_prompt for p in prompts]
         duplicates += len(set(texts)) < len(texts)
+        best = best_descriptors(emotion, not features.mode_is_clear)
         for prompt in prompts[: plan.convergent]:
-            for slot in SLOT_ORDER:
-                phrases, score = _slot_scores(slot, emotion, not features.mode_is_clear)
-                at_best += prompt.descriptors[slot] == phrases[int(np.argmax(score))]
-                slots += 1
+            at_best += sum(prompt.descriptors[slot] == best[slot] for slot in SLOT_ORDER)
+            slots += len(SLOT_ORDER)
         for temperature, bucket in ((0.4, near), (0.8, far)):
             trio = PromptPlan(convergent=3, divergent=0, convergent_temperature=temperature)
-            bucket.append(pairwise_distance(prompts_of(features, sample_idx, trio)[1]))
+            bucket.append(descriptor_distance([p.descriptors for p in prompts_of(features, sample_idx, trio)[1]]))
     doubled = [f for f in all_features if f.tonality == "minor" and f.tempo and f.tempo < 90]
     angry_after = sum(mood_label(prompts_of(replace(f, tempo=2 * f.tempo), 0, plan)[0]) == "angry" for f in doubled)
     total = sum(subjects.values())

@@ -2,14 +2,21 @@
 tempo, subjects spread over the valence–arousal plane, convergent prompts that converge, no two prompts alike."""
 
 from dataclasses import replace
-from itertools import combinations, product
+from itertools import product
 
 import numpy as np
 import pytest
 
 from music2image.music import PromptPlan, sample_prompts
 from music2image.music.features import MusicalFeatures
-from music2image.music.mapping import SLOT_ORDER, Emotion, _slot_scores, emotion_of, mood_label
+from music2image.music.mapping import (
+    SLOT_ORDER,
+    Emotion,
+    best_descriptors,
+    descriptor_distance,
+    emotion_of,
+    mood_label,
+)
 from music2image.music.writer import VocabularyWriter
 
 
@@ -64,24 +71,19 @@ def test_subjects_are_spread_over_a_varied_set_of_music():
     assert max(counts.values()) / sum(counts.values()) <= 0.10, sorted(counts.items(), key=lambda kv: -kv[1])[:4]
 
 
-def _distance(prompts) -> float:
-    return float(np.mean([sum(a.descriptors[s] != b.descriptors[s] for s in SLOT_ORDER) / len(SLOT_ORDER)
-                          for a, b in combinations(prompts, 2)]))
-
-
 def test_convergent_prompts_stay_at_the_best_choice_and_close_together():
     at_best = slots = 0
     near, far = [], []
     for sample_idx, clip in enumerate(varied_set()):
         emotion, prompts = sample_prompts(clip, sample_idx, PromptPlan(), VocabularyWriter())
+        best = best_descriptors(emotion, not clip.mode_is_clear)
         for prompt in prompts[:3]:
-            for slot in SLOT_ORDER:
-                phrases, score = _slot_scores(slot, emotion, not clip.mode_is_clear)
-                at_best += prompt.descriptors[slot] == phrases[int(np.argmax(score))]
-                slots += 1
+            at_best += sum(prompt.descriptors[slot] == best[slot] for slot in SLOT_ORDER)
+            slots += len(SLOT_ORDER)
         for temperature, bucket in ((0.4, near), (0.8, far)):
             plan = PromptPlan(convergent=3, divergent=0, convergent_temperature=temperature)
-            bucket.append(_distance(sample_prompts(clip, sample_idx, plan, VocabularyWriter())[1]))
+            trio = sample_prompts(clip, sample_idx, plan, VocabularyWriter())[1]
+            bucket.append(descriptor_distance([p.descriptors for p in trio]))
     assert at_best / slots >= 0.80
     assert np.mean(near) <= 0.5 * np.mean(far), (np.mean(near), np.mean(far))
 
@@ -136,7 +138,11 @@ def test_brighter_music_gets_scenes_higher_up():
 
 
 def test_every_cell_of_the_plane_has_four_distinct_scenes():
-    from music2image.music.vocabulary import SUBJECT_ELEVATIONS, SUBJECT_SCENES, SUBJECTS
+    from music2image.music.vocabulary import (
+        SUBJECT_ELEVATIONS,
+        SUBJECT_SCENES,
+        SUBJECTS,
+    )
 
     assert set(SUBJECT_SCENES) == {(v, a) for v in (-0.7, -0.42, -0.14, 0.14, 0.42, 0.7)
                                    for a in (-0.6, -0.3, 0.0, 0.3, 0.6)}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 
@@ -132,6 +133,21 @@ def _slot_scores(slot: str, emotion: Emotion, neutral_mood: bool) -> tuple[list[
         keep = [i for i, p in enumerate(phrases) if abs(EMOTION_SLOTS["mood"][p][0]) <= NEUTRAL_MOOD_VALENCE]
         phrases, score = [phrases[i] for i in keep], score[keep]
     return phrases, score
+
+
+def best_descriptors(emotion: Emotion, neutral_mood: bool) -> dict[str, str]:
+    """The best-scoring phrase of every slot: what a convergent prompt at temperature 0 holds."""
+    best = {}
+    for slot in SLOT_ORDER:
+        phrases, score = _slot_scores(slot, emotion, neutral_mood)
+        best[slot] = phrases[int(np.argmax(score))]
+    return best
+
+
+def descriptor_distance(descriptor_sets: list[dict[str, str]]) -> float:
+    """The mean share of slots in which two of the sets differ, over all pairs (0: all equal, 1: nothing shared)."""
+    pairs = list(combinations(descriptor_sets, 2))
+    return float(np.mean([sum(a.get(s) != b.get(s) for s in SLOT_ORDER) / len(SLOT_ORDER) for a, b in pairs]))
 
 
 NEAREST_ALTERNATIVES = 3
