@@ -79,18 +79,29 @@ def _font(size: int):
     return ImageFont.load_default(size=size)
 
 
-def _sheet(entries: list[Entry], tiles: list, thumb: int, title: str):
+def _text_sizes(thumb: int) -> tuple[int, int, int]:
+    """(label font size, label line height, title line height) for tiles of `thumb` pixels: "#4 divergent T=0.8"
+    fits under its tile."""
+    label_font = max(9, thumb // 16)
+    return label_font, label_font + 8, max(14, thumb // 9) + 8
+
+
+def _titled_sheet(width: int, height: int, title: str, title_height: int):
+    """A white sheet with its title on top, and a drawing context on it."""
     from PIL import Image, ImageDraw
 
-    label_font = max(9, thumb // 16)  # "#4 divergent T=0.8" fits under its tile
-    label_height = label_font + 8
-    title_height = max(14, thumb // 9) + 8
-    columns = min(len(tiles), SHEET_COLUMNS)
-    lines = -(-len(tiles) // columns)
-    sheet = Image.new("RGB", (_PAD + columns * (thumb + _PAD), title_height + lines * (thumb + label_height) + _PAD),
-                      "white")
+    sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((_PAD, 4), title, fill="black", font=_font(title_height - 8))
+    return sheet, draw
+
+
+def _sheet(entries: list[Entry], tiles: list, thumb: int, title: str):
+    label_font, label_height, title_height = _text_sizes(thumb)
+    columns = min(len(tiles), SHEET_COLUMNS)
+    lines = -(-len(tiles) // columns)
+    sheet, draw = _titled_sheet(_PAD + columns * (thumb + _PAD), title_height + lines * (thumb + label_height) + _PAD,
+                                title, title_height)
     for number, (entry, tile) in enumerate(zip(entries, tiles)):
         x = _PAD + (number % columns) * (thumb + _PAD)
         y = title_height + (number // columns) * (thumb + label_height)
@@ -103,20 +114,14 @@ def _grouped_sheet(entries: list[Entry], tiles: list, thumb: int, title: str):
     """With several images per prompt: one row per prompt, its label (id, mode, temperature, text) on a band
     above its K tiles, which stand side by side in k order (wrapping after SHEET_COLUMNS), each with its k and seed
     under it. So a row's differences are the seed's, and row against row the prompt's."""
-    from PIL import Image, ImageDraw
-
-    label_font = max(9, thumb // 16)
-    label_height = label_font + 8
-    title_height = max(14, thumb // 9) + 8
+    label_font, label_height, title_height = _text_sizes(thumb)
     tile_of = dict(zip(map(id, entries), tiles))
     blocks = prompt_blocks(entries)
     columns = min(max(len(block) for block in blocks), SHEET_COLUMNS)
     lines = [-(-len(block) // columns) for block in blocks]
     width = _PAD + columns * (thumb + _PAD)
-    sheet = Image.new("RGB", (width, title_height + sum(label_height + n * (thumb + label_height) for n in lines)
-                              + _PAD), "white")
-    draw = ImageDraw.Draw(sheet)
-    draw.text((_PAD, 4), title, fill="black", font=_font(title_height - 8))
+    height = title_height + sum(label_height + n * (thumb + label_height) for n in lines) + _PAD
+    sheet, draw = _titled_sheet(width, height, title, title_height)
     font = _font(label_font)
     y = title_height
     for block, block_lines in zip(blocks, lines):
