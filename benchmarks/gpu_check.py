@@ -3,6 +3,8 @@ on-GPU checks and --compile, sized by --budget-s so that it always ends in time.
 
     python benchmarks/gpu_check.py --budget-s 420 --out $OUT        # a bare H100/H200: about 7 minutes
     python benchmarks/gpu_check.py --tiny --budget-s 60             # the same code path on a CPU, tiny model
+    python benchmarks/gpu_check.py --skip-compile --budget-s 300    # then, in a second call on the warm machine:
+    python benchmarks/gpu_check.py --compile-only --budget-s 400    # defaults vs --compile on two full batches
 
 1. Builds the full-size SDXL base and refiner (random weights, the shapes of sdxl_random.py) directly on the
    device in float16: weights are allocated and initialised there, in seconds. A probe runs one UNet step and one
@@ -48,7 +50,12 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny model, 64x64, 2 steps: the code path on a CPU")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-images", type=int, default=500, help="cap on the images per phase the budget allows")
-    parser.add_argument("--skip-compile", action="store_true", help="leave out the --compile phase (tests on a CPU)")
+    parser.add_argument("--skip-compile", action="store_true",
+                        help="leave out the --compile phase (tests on a CPU; on a GPU, when a second call runs "
+                        "--compile-only): the other phases then get the compile's share of the budget")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="build the model, run the defaults on two batches, then the same with --compile, with "
+                        "all the time left (a second device call, after one with --skip-compile)")
     parser.add_argument("--count-flops", action="store_true",
                         help="only count the full-size TFLOP per image at 768x768, 30 steps (meta device: no GPU)")
     parser.add_argument("--compile-phase", help=argparse.SUPPRESS)  # internal: the --compile subprocess
@@ -98,13 +105,24 @@ def run(args, report, work: Path, started: float) -> None:
     model = str(work / "model" / "base")
     prompts = parts.visual_prompts()
 
+    full_batch = parts.GPU_BATCH if cuda else 1  # what --batch-size auto picks at 768² on an H100/H200 (its cap)
+    common = dict(model=model, width=size, height=size, steps=steps, device=device)
+    if args.compile_only:
+        chosen = prompts[: 2 * full_batch]
+        reference = parts.music2image_run(chosen, work / "m2i_a", **common)
+        report.phase("music2image defaults (uncompiled, the reference)", reference, build["tflop_per_image"])
+        report.save(time.perf_counter() - started)
+        compile_phase(report, work, chosen, common, build, left() - 10, 0)
+        return
+
     # 3. Seed-style loop: calibrate on one full image, then fix every count from the time left.
     seed = parts.SeedLoop(model, device, dtype, size, steps, work / "seed")
     first_image_s = seed.calibrate(prompts[0])
-    plan = parts.plan_counts(left(), first_image_s, seed.load_s, args.max_images)
+    plan = parts.plan_counts(left(), first_image_s, seed.load_s, args.max_images, full_batch,
+                             compile_reserve=0.0 if args.skip_compile else parts.COMPILE_RESERVE)
     report.data["plan"] = plan
     chosen = prompts[: plan["images"]]
-    report.phase("seed-style loop", seed.run(chosen), build["tflop_per_image"])
+    report.phase(parts.SEED_LOOP, seed.run(chosen), build["tflop_per_image"])
     seed.close()
 
     def fits(name: str, images: int, factor: float = 1.0) -> bool:
@@ -116,7 +134,6 @@ def run(args, report, work: Path, started: float) -> None:
         return False
 
     # 4. music2image defaults, twice: speed, and the same bytes again.
-    common = dict(model=model, width=size, height=size, steps=steps, device=device)
     first = parts.music2image_run(chosen, work / "m2i_a", **common)
     report.phase("music2image defaults", first, build["tflop_per_image"])
     if fits("music2image defaults, same command again", len(chosen)):
@@ -158,12 +175,16 @@ def run(args, report, work: Path, started: float) -> None:
     report.save(time.perf_counter() - started)
 
     # 7. --compile last, in a subprocess bounded by the time left (a compile cannot be interrupted in-process).
-    timeout = left() - 10
     if args.skip_compile:
         report.skip("music2image --compile", "skipped: --skip-compile")
         return
-    if timeout < plan["compile_min_s"]:
-        report.skip("music2image --compile", f"skipped: {max(timeout, 0):.0f} s left, under {plan['compile_min_s']} s")
+    compile_phase(report, work, chosen, common, build, left() - 10, plan["compile_min_s"])
+
+
+def compile_phase(report, work: Path, chosen: list[str], common: dict, build: dict, timeout: float,
+                  minimum: float) -> None:
+    if timeout < minimum:
+        report.skip("music2image --compile", f"skipped: {max(timeout, 0):.0f} s left, under {minimum} s")
         return
     config = dict(prompts=chosen, folder=str(work / "m2i_compile"), **common)
     try:
@@ -176,7 +197,6 @@ def run(args, report, work: Path, started: float) -> None:
         report.skip("music2image --compile", f"failed: {done.stderr.strip().splitlines()[-1:]}")
         return
     report.phase("music2image --compile", json.loads(done.stdout.strip().splitlines()[-1]), build["tflop_per_image"])
-
 
 if __name__ == "__main__":
     main()

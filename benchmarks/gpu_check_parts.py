@@ -15,6 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BLACK_MAX = 1.0 / 255.0  # music2image's engine calls a decode with a lower mean brightness all black
 CHECK_IMAGES = 4  # prompts for the batch-against-singles check
 COMPILE_MIN_S = 90  # an allowance, not a measurement: under this, starting torch.compile of SDXL is not worth it
+# Compiling SDXL's UNet and VAE decoder did not finish in 217 s (nor 240 s) on an H200 on 2026-11-27: a check that
+# compiles keeps 40 % of its time for it; better still, `--skip-compile` here and `--compile-only` in a second call.
+COMPILE_RESERVE = 0.4
+# music2image's defaults cost 0.33-0.38 of a seed-loop image on that H200 (batches of 16); planned at 0.5 for margin.
+M2I_COST = 0.5
+SEED_LOOP = "seed-style loop"  # the first row's name, when the seed loop runs
+GPU_BATCH = 16  # --batch-size auto's cap, which it reached at 768² on the 141 GB H200 (and would on an 80 GB H100)
 
 
 def _shapes(tiny: bool) -> dict:
@@ -252,14 +259,17 @@ class SeedLoop:
         cuda = self.device.startswith("cuda")
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        black = 0
+        black, calls = 0, 0.0
         started = time.perf_counter()
         for index, prompt in enumerate(prompts):
-            image = self._image(prompt, self.steps)
+            call_started = time.perf_counter()
+            image = self._image(prompt, self.steps)  # returns a PIL image: the GPU work is done
+            calls += time.perf_counter() - call_started
             black += float(np.asarray(image).mean()) / 255 < BLACK_MAX
             image.save(self.folder / f"seed_{index:04d}.png")
         seconds = time.perf_counter() - started
         return dict(images=len(prompts), seconds=seconds, batch_size=1, dtype=str(self.pipe.unet.dtype).split(".")[-1],
+                    engine_s_per_image_full_batches=calls / max(len(prompts), 1),
                     failed=black, retries=0, load_s=round(self.load_s, 2),
                     peak_gpu_gib=torch.cuda.max_memory_allocated() / 2**30 if cuda else None)
 
@@ -274,15 +284,27 @@ class SeedLoop:
             torch.cuda.empty_cache()
 
 
-def plan_counts(left_s: float, image_s: float, load_s: float, max_images: int) -> dict:
-    """How many images each phase makes, from the time left and one measured image. Cost, in images: seed loop n,
-    music2image n twice, refiner n/2 at ~1.2, checks (batch + singles + offload + tiling) ~14, plus ~7 loads; on
-    top, 40 % of the time left is kept for --compile, which runs last."""
-    spare = left_s * 0.6 - 7 * load_s - 14 * image_s
-    images = max(2, min(max_images, math.floor(spare / (3.6 * image_s))))
+def plan_counts(left_s: float, image_s: float, load_s: float, max_images: int, batch: int = 1,
+                compile_reserve: float = COMPILE_RESERVE) -> dict:
+    """How many images each phase makes, from the time left and one measured seed-loop image. Cost, in seed-loop
+    images: the seed loop n; music2image n twice at M2I_COST each; the refiner n/2 at 1.2 × M2I_COST; checks
+    (batch + singles + offload + tiling) ~14; plus ~7 loads. `compile_reserve` of the time left is kept for --compile,
+    which runs last. The count is rounded down to whole batches of `batch` (what --batch-size auto picks), so that
+    no timed run ends on a part-filled batch: on 2026-11-27 21 images ran as 16 + 5."""
+    spare = left_s * (1 - compile_reserve) - 7 * load_s - 14 * image_s
+    per_image = 1 + 2 * M2I_COST + 0.5 * 1.2 * M2I_COST
+    images = max(2, min(max_images, math.floor(spare / (per_image * image_s))))
+    if images >= batch:
+        images -= images % batch
     return dict(images=images, refiner_images=max(1, images // 2), check_images=min(CHECK_IMAGES, images),
                 first_image_s=round(image_s, 3), load_s=round(load_s, 2), left_s=round(left_s, 1),
-                compile_min_s=COMPILE_MIN_S)
+                batch=batch, compile_min_s=COMPILE_MIN_S)
+
+
+def full_batches(entries: list[dict], batch: int) -> list[dict]:
+    """The log entries of the images made in full batches: jobs run in (sample, prompt) order, `batch` at a time."""
+    ordered = sorted(entries, key=lambda e: (e["sample_idx"], e["prompt_id"], e.get("image_index", 0)))
+    return ordered[: len(ordered) - len(ordered) % batch]
 
 
 def music2image_run(prompts: list[str], folder: Path, **settings) -> dict:
@@ -293,9 +315,14 @@ def music2image_run(prompts: list[str], folder: Path, **settings) -> dict:
                                                           "visual_prompt": p}]} for i, p in enumerate(prompts)]}
     started = time.perf_counter()
     result = BatchImageGenerator(document, folder, progress=False, **settings).run()
-    meta = json.loads(Path(result.log_path).read_text())["metadata"]
+    log = json.loads(Path(result.log_path).read_text())
+    meta = log["metadata"]
     peak = meta.get("peak_gpu_memory_bytes")
+    # Each entry's generation_time is its batch's engine seconds over the batch's images (no PNG writing).
+    full = full_batches(log["generated_images"], meta["batch_size"])
+    engine = sum(e["generation_time"] for e in full) / len(full) if full else None
     return dict(images=meta["generated_this_run"], seconds=meta["elapsed_seconds"], batch_size=meta["batch_size"],
+                engine_s_per_image_full_batches=engine,
                 dtype=meta["dtype"], failed=result.failed, retries=sum(1 for image in result.images if image.notes),
                 load_s=round(time.perf_counter() - started - meta["elapsed_seconds"] - (meta["compile_seconds"] or 0), 2),
                 compile_s=meta["compile_seconds"], peak_gpu_gib=peak / 2**30 if peak else None)
@@ -361,16 +388,23 @@ class Report:
 
     def phase(self, name: str, result: dict, tflop_per_image: float) -> None:
         s_per_image = result["seconds"] / max(result["images"], 1)
-        seed = self.data["phases"][0]["s_per_image"] if self.data["phases"] else s_per_image
+        first = self.data["phases"][0] if self.data["phases"] else {"name": name, "s_per_image": s_per_image}
         achieved = tflop_per_image / s_per_image
+        # The first row is the seed loop, except under --compile-only (there: the defaults, uncompiled).
+        ratio = {"ratio_to_seed_loop" if first["name"] == SEED_LOOP else "ratio_to_first_row":
+                 _sig(first["s_per_image"] / s_per_image)}
         self.data["phases"].append({
             "name": name, **{k: (_sig(v) if isinstance(v, float) else v) for k, v in result.items()},
             "s_per_image": _sig(s_per_image), "images_per_s": _sig(1 / s_per_image),
-            "ratio_to_seed_loop": _sig(seed / s_per_image), "tflop_per_image": _sig(tflop_per_image),
+            **ratio, "tflop_per_image": _sig(tflop_per_image),
             "achieved_tflops": _sig(achieved), "percent_of_bf16_peak": _sig(100 * achieved / self.data["bf16_peak_tflops"]),
             # A timing that includes an NaN/black retry, or an image that failed, measures something else.
             "void": bool(result.get("retries") or result.get("failed")),
         })
+        engine = result.get("engine_s_per_image_full_batches")
+        if engine:
+            self.data["phases"][-1]["percent_of_bf16_peak_full_batches"] = _sig(
+                100 * tflop_per_image / engine / self.data["bf16_peak_tflops"])
 
     def skip(self, name: str, why: str) -> None:
         self.data["phases"].append({"name": name, "skipped": why})
@@ -393,18 +427,21 @@ class Report:
             lines += [f"Build on the device: {json.dumps(d['build'])}", ""]
         if "plan" in d:
             lines += [f"Plan: {json.dumps(d['plan'])}", ""]
-        lines += ["| run | images | s/image | images/s | ratio to seed loop | TFLOP/image | TFLOP/s | % bf16 peak "
-                  "| peak GPU GiB | batch | dtype | compile s | retries / failed |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| run | images | s/image | images/s | ratio to first row | TFLOP/image | TFLOP/s | % bf16 peak "
+                  "| engine s/image, full batches | % bf16 peak, full batches | peak GPU GiB | batch | dtype | compile s "
+                  "| retries / failed |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for p in d["phases"]:
             if "skipped" in p:
-                lines.append(f"| {p['name']} | {p['skipped']} |" + " |" * 11)
+                lines.append(f"| {p['name']} | {p['skipped']} |" + " |" * 13)
                 continue
             gib = f"{p['peak_gpu_gib']:.2f}" if p.get("peak_gpu_gib") else "n/a"
             lines.append(f"| {p['name']} | {p['images']} | {p['s_per_image']} | {p['images_per_s']} | "
-                         f"{p['ratio_to_seed_loop']} | {p['tflop_per_image']} | {p['achieved_tflops']} | "
-                         f"{p['percent_of_bf16_peak']} | {gib} | {p['batch_size']} | {p['dtype']} | "
-                         f"{p.get('compile_s') or ''} | {p['retries']} / {p['failed']}{' (void)' if p['void'] else ''} |")
+                         f"{p.get('ratio_to_seed_loop', p.get('ratio_to_first_row'))} | {p['tflop_per_image']} | {p['achieved_tflops']} | "
+                         f"{p['percent_of_bf16_peak']} | {p.get('engine_s_per_image_full_batches') or ''} | "
+                         f"{p.get('percent_of_bf16_peak_full_batches') or ''} | {gib} | {p['batch_size']} | "
+                         f"{p['dtype']} | {p.get('compile_s') or ''} | "
+                         f"{p['retries']} / {p['failed']}{' (void)' if p['void'] else ''} |")
         lines += ["", "| check | result | detail |", "|---|---|---|"]
         for c in d["checks"]:
             verdict = {True: "pass", False: "FAIL", None: "skipped"}[c["ok"]]

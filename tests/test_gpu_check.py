@@ -53,3 +53,31 @@ def test_gpu_check_counts_the_full_size_tflop_per_image_without_a_gpu(workdir):
     assert counted["tflop_per_image"] == pytest.approx(30 * counted["unet_step_tflop"] + counted["vae_decode_tflop"],
                                                        rel=1e-3)
     assert 200 < counted["tflop_per_image"] < 250 and counted["refiner_step_tflop"] > 0
+
+
+def test_the_plan_fills_whole_batches_and_gives_the_compile_reserve_back_when_compile_is_skipped():
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import gpu_check_parts as parts
+
+    # The H200's figures of 2026-11-27: 360.9 s left, a seed-loop image 2.168 s, a load 2.13 s.
+    with_compile = parts.plan_counts(360.9, 2.168, 2.13, 500, batch=16)
+    without = parts.plan_counts(360.9, 2.168, 2.13, 500, batch=16, compile_reserve=0.0)
+    assert with_compile["images"] % 16 == 0 and without["images"] % 16 == 0
+    assert 16 <= with_compile["images"] < without["images"]
+    assert parts.plan_counts(360.9, 2.168, 2.13, 500, batch=1)["images"] % 16 != 0  # a CPU: no rounding
+    assert parts.plan_counts(10.0, 2.0, 1.0, 500, batch=16)["images"] == 2  # too little time: 2, not 0
+
+
+def test_full_batches_are_the_first_whole_batches_in_job_order():
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import gpu_check_parts as parts
+
+    entries = [{"sample_idx": s, "prompt_id": p, "generation_time": 1.0} for s in (2, 0, 1) for p in (1, 0)]
+    kept = parts.full_batches(entries, 4)
+    assert [(e["sample_idx"], e["prompt_id"]) for e in kept] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert parts.full_batches(entries, 1) == sorted(entries, key=lambda e: (e["sample_idx"], e["prompt_id"]))
+    assert parts.full_batches(entries[:3], 4) == []
