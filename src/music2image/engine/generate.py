@@ -309,8 +309,10 @@ class Engine:
         if not self.device.startswith("cuda") or self.offload != "none":
             return 1
         free, _total = torch.cuda.mem_get_info(self.device)
-        # Rough activation cost of one image (with its CFG twin) in the SDXL UNet at half precision, scaled
-        # by pixel count; decode runs one image at a time, so it does not grow with the batch.
+        # Rough activation cost of one image (with its CFG twin) in the SDXL UNet at half precision, scaled by pixel
+        # count. The batch is decoded in one VAE call, so the decode grows with it too. Checked once: on an H200 at
+        # 768² in float16 a batch of 16 peaked at 21.2 GiB with ~7 GiB of weights, ~0.95 GB per image against the
+        # 0.84 GB this guess gives (docs/PERFORMANCE.md, GPU check); the 0.7 of free memory covers the difference.
         per_image = 1.5e9 * (self.settings.width * self.settings.height) / (1024 * 1024)
         return max(1, min(16, int(free * 0.7 // per_image)))
 
