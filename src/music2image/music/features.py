@@ -14,6 +14,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from .pulse import band_envelopes, pulse_clarity
+
 SAMPLE_RATE = 22050
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -75,6 +77,14 @@ MIN_TEMPO_SECONDS = 3.0  # shorter than this, a tempo estimate is a guess: repor
 # null. Not more: choir sounds swell in so slowly that onset_detect found 3 onsets in 27 s of a chorale whose tempo
 # the tempograms read right (a floor of 4 cost the reported draw that clip).
 MIN_TEMPO_ONSETS = 2
+# Onsets are no pulse either: onset_detect finds 3-4 a second in white noise, and the beat tracker then reads a tempo
+# (81 BPM) into it. So a tempo needs a pulse clarity (pulse.py: a comb z-score of the band envelopes' autocorrelation,
+# Lartillot et al. 2008) of at least MIN_PULSE_CLARITY. Measured with benchmarks/music_accuracy.py's sets and numpy
+# noise (white, pink, brown, with slow swells, Poisson clicks; 3-60 s, 30 seeds): noise reached at most 5.1 (3 s),
+# 3.9 at 5 s and over; the lowest 60 s clip of the tuning draw (seed 2027) 16.8, of the check draw (2028) 14.2, the
+# choir clips of tests/data (15 s) 9.0-11.0. The threshold sits between: 1.4x the noise's highest, the lowest
+# 60 s clip 2.0x above it. Short excerpts of music do fall below it (5 s: 13 of 86 and 9 of 87 clips' openings).
+MIN_PULSE_CLARITY = 7.0
 # Key strength (Temperley's term): the best profile correlation. Below MIN_KEY_STRENGTH there is no key to speak of
 # (noise, clusters, percussion: 0.2–0.4 in our synthetic checks; diatonic progressions 0.7–0.95), so the mode
 # confidence is 0. Above it, the confidence is the margin between the best major and best minor fit; below
@@ -87,6 +97,13 @@ CLEAR_MODE_MARGIN = 0.05
 # classes, exp(entropy) of the clip's mean chroma (Hill's diversity of order 1): 1.2 for that sine, 10–11 for the
 # rendered chorales of tests/data (chroma_cqt spreads every note over its neighbours).
 MIN_PITCH_CLASSES = 3.0
+# On a short clip the constant-Q chroma smears: its low octaves' filters are longer than the clip (padded), and the
+# sine at A4 counts 3.1 pitch classes at 0.5 s, 5.1 at 0.2 s (2.5 at 0.8 s, 1.8 at 1.5 s): a clear mode again. A
+# short-time Fourier chroma (4096 samples, 186 ms) does not smear with length (the sine: 2.1-2.3 from 0.2 to 3 s, a
+# harmonic A: 2.4-2.6) but smears low notes over their neighbours (5.4 Hz bins for a 6.5 Hz semitone at A2). Each
+# only over-counts, so the count is the smaller of the two. On A440's grid (tuning=0): a tuning off the grid spreads
+# notes, and the CQT's count (tuned) is then the smaller; librosa's own estimate warns on noise without peaks.
+PITCH_COUNT_FFT = 4096
 
 
 class AudioProblem(Exception):
@@ -96,7 +113,7 @@ class AudioProblem(Exception):
 @dataclass(frozen=True)
 class MusicalFeatures:
     duration_seconds: float
-    tempo: float | None  # beats per minute; None when the clip is too short to tell or has no onsets
+    tempo: float | None  # beats per minute; None when the clip is too short to tell or has no clear pulse
     beat_strength: float | None  # mean onset strength on beats / mean onset strength (1 = no pulse)
     key: str  # tonic, e.g. "A"
     tonality: str  # "major" or "minor" (the better-fitting profile)
@@ -158,7 +175,11 @@ def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:
         # with the clip, and the user can do nothing about it: not a warning for them.
         warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large", category=UserWarning)
         chroma = tuned_chroma(audio)
-    key, tonality, confidence, strength = estimate_key(chroma)
+    n_fft = min(PITCH_COUNT_FFT, 2 ** int(math.log2(audio.size)))
+    pitch_classes = min(effective_pitch_classes(chroma),
+                        effective_pitch_classes(librosa.feature.chroma_stft(y=audio, sr=SAMPLE_RATE, n_fft=n_fft,
+                                                                              tuning=0.0)))
+    key, tonality, confidence, strength = estimate_key(chroma, pitch_classes)
     return MusicalFeatures(
         duration_seconds=duration,
         tempo=tempo,
@@ -181,6 +202,9 @@ def estimate_tempo(audio: np.ndarray) -> tuple[float | None, float | None]:
     import librosa
 
     mel_db = librosa.power_to_db(librosa.feature.melspectrogram(y=audio, sr=SAMPLE_RATE, hop_length=TEMPO_HOP))
+    clarity = pulse_clarity(band_envelopes(mel_db, SAMPLE_RATE, TEMPO_HOP), SAMPLE_RATE / TEMPO_HOP, TEMPO_RANGE_BPM)
+    if clarity < MIN_PULSE_CLARITY:
+        return None, None
     envelope = librosa.onset.onset_strength(S=mel_db, sr=SAMPLE_RATE, hop_length=TEMPO_HOP, aggregate=np.median)
     if not np.any(envelope > 0):
         return None, None
@@ -248,13 +272,22 @@ def _beat_level(agreement: np.ndarray, autocorrelation: np.ndarray) -> float:
     return float(max(octaves, key=salience))
 
 
-def estimate_key(chroma: np.ndarray) -> tuple[str, str, float, float]:
+def effective_pitch_classes(chroma: np.ndarray) -> float:
+    """exp(entropy) of the clip's mean chroma (Hill's diversity of order 1): 1 for one pitch class, 12 for all alike."""
+    profile = chroma.mean(axis=1)
+    if not np.any(profile > 0):
+        return 0.0
+    share = profile / profile.sum()
+    return float(np.exp(-np.sum(share * np.log(np.where(share > 0, share, 1.0)))))
+
+
+def estimate_key(chroma: np.ndarray, pitch_classes: float | None = None) -> tuple[str, str, float, float]:
     """Krumhansl–Schmuckler's method with Albrecht–Shanahan profiles heard with their overtones: correlate the clip's
     mean chroma with the 24 rotated templates.
 
     Returns (tonic, "major"/"minor", mode confidence, key strength): the confidence is how much better the best key
     of the winning mode fits than the best key of the other mode (0 when the key strength is too low to mean anything,
-    or the clip sounds fewer than MIN_PITCH_CLASSES pitch classes).
+    or the clip sounds fewer than MIN_PITCH_CLASSES pitch classes: `pitch_classes`, counted from `chroma` if not given).
     """
     profile = chroma.mean(axis=1)
     if not np.any(profile > 0) or np.allclose(profile, profile[0]):
@@ -265,8 +298,8 @@ def estimate_key(chroma: np.ndarray) -> tuple[str, str, float, float]:
 
     major, minor = fits(MAJOR_TEMPLATE), fits(MINOR_TEMPLATE)
     strength = float(max(major.max(), minor.max()))
-    share = profile / profile.sum()
-    pitch_classes = float(np.exp(-np.sum(share * np.log(np.where(share > 0, share, 1.0)))))
+    if pitch_classes is None:
+        pitch_classes = effective_pitch_classes(chroma)
     has_key = strength >= MIN_KEY_STRENGTH and pitch_classes >= MIN_PITCH_CLASSES
     margin = float(abs(major.max() - minor.max())) if has_key else 0.0
     if major.max() >= minor.max():
