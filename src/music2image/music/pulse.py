@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-# Sixteen bands of 8 mel bands each (librosa's 128). Four bands (estimate_tempo's) separated noise from music by a
-# factor of 2.2 (K = 8: the lowest music 8.4, the highest noise 3.9 on 60 s); sixteen by 3.3 (benchmarks below).
+# Sixteen bands of 8 mel bands each (librosa's 128): more independent looks at the same beat than estimate_tempo's
+# four (an earlier, unnormalised form of this measure separated noise from music by 2.2x with four, 3.3x with 16).
 PULSE_BANDS = 16
-# The comb: the beat lag and its multiples up to 8 (two 4/4 bars). Four multiples gave the lowest 60 s clip of the
-# tuning draw 13.0 against the noise's 5.4; eight 18.3 against 5.5.
+# The comb: the beat lag and its multiples up to 8 (two 4/4 bars); in that earlier form four multiples separated less
+# (the lowest 60 s clip of the tuning draw 13.0 against the noise's 5.4; eight: 18.3 against 5.5).
 PULSE_MULTIPLES = 8
 # Multiples whose lag leaves less than this much overlap are not read: a z-score over one or two beats is no evidence.
 PULSE_MIN_OVERLAP_SECONDS = 2.0
