@@ -143,19 +143,14 @@ def test_noise_wind_and_a_ringing_chord_have_no_pulse_and_no_tempo(kind, seconds
         assert features.tempo is None and features.beat_strength is None, (level_db, features.tempo)
 
 
-def test_music_with_a_weak_pulse_keeps_its_tempo():
-    """A choir swells into each chord: the weakest pulse of tests/data (clarity 9.0 against MIN_PULSE_CLARITY 8).
-    Its tempo is not checked (the tempograms read 2/3 of it), only that it has one."""
-    from music2image.music.features import MIN_PULSE_CLARITY, SAMPLE_RATE as RATE, TEMPO_HOP, TEMPO_RANGE_BPM
-    from music2image.music.pulse import band_envelopes, pulse_clarity
-
-    import librosa
-
-    audio, rate = soundfile.read(str(DATA / "bwv226_G#_major_127.2bpm_choir.ogg"), dtype="float32")
-    assert analyse(audio, rate).tempo is not None
-    noise = _noise("white", 15, seed=1).astype(np.float32)
-    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(y=noise, sr=RATE, hop_length=TEMPO_HOP))
-    assert pulse_clarity(band_envelopes(mel_db, RATE, TEMPO_HOP), RATE / TEMPO_HOP, TEMPO_RANGE_BPM) < MIN_PULSE_CLARITY / 1.5
+@pytest.mark.parametrize("clip, bpm", [("bwv89_D#_minor_87.8bpm_choir.ogg", None),
+                                       ("bwv226_G#_major_127.2bpm_choir.ogg", 127.2)])
+def test_a_choir_s_weak_pulse_keeps_its_tempo(clip, bpm):
+    """A choir swells into each chord: the weakest pulses of tests/data (clarity 8.7 and 10.2; MIN_PULSE_CLARITY 7,
+    white noise 3-4). bwv89's tempo is not the truth (×1.89), only present; bwv226's is right."""
+    features = analyse(*soundfile.read(str(DATA / clip), dtype="float32"))
+    assert features.tempo is not None and features.beat_strength is not None
+    assert bpm is None or abs(features.tempo - bpm) / bpm <= 0.04, features.tempo
 
 
 def _chords(seconds: float, tonality: str) -> np.ndarray:

@@ -78,16 +78,16 @@ MIN_TEMPO_SECONDS = 3.0  # shorter than this, a tempo estimate is a guess: repor
 # the tempograms read right (a floor of 4 cost the reported draw that clip).
 MIN_TEMPO_ONSETS = 2
 # Onsets are no pulse either: onset_detect finds 3-4 a second in white noise, and the beat tracker read a tempo (81
-# BPM) into it. So a tempo needs a pulse clarity (pulse.py: a comb z-score of the band envelopes' autocorrelation,
-# after Lartillot et al. 2008) of MIN_PULSE_CLARITY. Measured (/tmp scripts on benchmarks/music_corpus.py's draws and
-# numpy noise, 30 seeds at 3, 5 and 10 s, 3 at 30 and 60 s): white, pink and brown noise reached at most 3.9; noise
-# under 1 s or 3 s swells 5.1; Poisson clicks (rain drops) 4.8; a 20 dB gain wandering at 0.3 s (fast gusts) 7.5 once
-# in 30 (10 s; 90th percentile 4.0). Music: the lowest 60 s clip of the tuning draw (seed 2027) 16.8, of the check
-# draw (2028) 14.2; the choir clips of tests/data (15 s) 9.0-11.0. So 8: noise of every kind but the fast gusts stays
-# 1.6x below; the lowest 60 s clip is 1.8x above. Short openings of music do fall below it (5 s: 13 of 86 clips).
-# A ringing chord's partials beat (C4's 3rd partial against G5: 0.9 Hz), which the bands read as a pulse (10-48);
-# its median onset envelope is flat, which estimate_tempo reads as no pulse.
-MIN_PULSE_CLARITY = 8.0
+# BPM) into it, with a beat strength (4.0-4.9) inside the music's. So a tempo needs a pulse clarity (pulse.py: a comb
+# z-score of 16 band envelopes' autocorrelation, after Lartillot et al. 2008) of MIN_PULSE_CLARITY.
+# `python benchmarks/pulse_clarity.py --seed 2027 --seed 2028`: numpy noise (30 seeds at 3, 5 and 10 s, 7 at 30 s)
+# reached 4.1 white, 3.4 pink and brown, 3.7-3.9 under gains wandering at 0.3-3 s (wind, rain), 5.6 as Poisson
+# clicks (drops); music at least 18.5 on the tuning draw (seed 2027, whole clips), 15.2 on the check draw (2028), 8.7
+# on the 15 s choir clips of tests/data. 7 sits 1.26x above the drops and 1.25x below that choir clip (1.7x above
+# the other noise, 2.2x below the lowest whole clip). Openings of 5 s fall below it (clips of 2027: 8 of 86).
+# A ringing chord's partials beat (C4's 3rd partial against G5: 0.9 Hz), which the bands read as a pulse; its median
+# onset envelope is flat, which estimate_tempo reads as no pulse.
+MIN_PULSE_CLARITY = 7.0
 # Key strength (Temperley's term): the best profile correlation. Below MIN_KEY_STRENGTH there is no key to speak of
 # (noise, clusters, percussion: 0.2–0.4 in our synthetic checks; diatonic progressions 0.7–0.95), so the mode
 # confidence is 0. Above it, the confidence is the margin between the best major and best minor fit; below
