@@ -64,9 +64,9 @@ def clarity(audio: np.ndarray, seconds: float | None = None) -> float:
 def main() -> None:
     import librosa
     import soundfile
+    from music_corpus import build, default_cache
 
     from music2image.music.features import MIN_PULSE_CLARITY, SAMPLE_RATE
-    from music_corpus import build, default_cache
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, action="append", required=True,

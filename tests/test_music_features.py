@@ -143,6 +143,19 @@ def test_noise_wind_and_a_ringing_chord_have_no_pulse_and_no_tempo(kind, seconds
         assert features.tempo is None and features.beat_strength is None, (level_db, features.tempo)
 
 
+def test_noise_s_null_tempo_is_a_neutral_tempo_cue_and_a_null_in_the_prompts_file():
+    """The mapping reads no tempo as 100 BPM's neutral cue, and the prompts file says null, not a guess."""
+    import json
+
+    from music2image.music.mapping import cues, emotion_of
+    from music2image.music.stage import musical_features_record
+
+    features = analyse((0.1 * _noise("white", 5, seed=3)).astype(np.float32))
+    assert features.tempo is None and cues(features)["tempo"] == 0.0
+    record = json.loads(json.dumps(musical_features_record(features, emotion_of(features))))
+    assert record["tempo"] is None and record["beat_strength"] is None
+
+
 @pytest.mark.parametrize("clip, bpm", [("bwv89_D#_minor_87.8bpm_choir.ogg", None),
                                        ("bwv226_G#_major_127.2bpm_choir.ogg", 127.2)])
 def test_a_choir_s_weak_pulse_keeps_its_tempo(clip, bpm):

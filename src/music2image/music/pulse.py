@@ -15,6 +15,8 @@ flat there, is what rules the chord out. benchmarks/pulse_clarity.py measures mu
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
@@ -40,7 +42,7 @@ def band_envelopes(mel_db: np.ndarray, rate: int, hop_length: int) -> np.ndarray
 
     edges = np.linspace(0, mel_db.shape[0], PULSE_BANDS + 1).astype(int)
     bands = np.stack([librosa.onset.onset_strength(S=mel_db[low:high], sr=rate, hop_length=hop_length,
-                                                   aggregate=np.median) for low, high in zip(edges[:-1], edges[1:])])
+                                                   aggregate=np.median) for low, high in pairwise(edges)])
     return bands[:, PULSE_EDGE_FRAMES:-PULSE_EDGE_FRAMES]
 
 
@@ -53,7 +55,8 @@ def pulse_clarity(bands: np.ndarray, frames_per_second: float, tempo_range_bpm: 
     if frames < 2 or lags[0] >= longest_lag:
         return 0.0
     # What changes slower than the fastest beat is no onset: a gain wandering with the wind (20 dB at 0.3 s) read 7.5
-    # before the running mean over the shortest beat period was taken off (3.6 after), music 2-10 % higher.
+    # before the running mean over the shortest beat period was taken off, 3.6 after; the lowest clips of the tuning
+    # and check draws rose 8-12 %, the choir clips of tests/data moved by -16 to +13 %.
     bands = bands - uniform_filter1d(bands, lags[0], axis=1, mode="nearest")
     moving = np.array([band for band in bands if band.std() > 1e-9])
     if not len(moving):
