@@ -14,6 +14,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from .pulse import band_envelopes, pulse_clarity
+
 SAMPLE_RATE = 22050
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -75,6 +77,17 @@ MIN_TEMPO_SECONDS = 3.0  # shorter than this, a tempo estimate is a guess: repor
 # null. Not more: choir sounds swell in so slowly that onset_detect found 3 onsets in 27 s of a chorale whose tempo
 # the tempograms read right (a floor of 4 cost the reported draw that clip).
 MIN_TEMPO_ONSETS = 2
+# Onsets are no pulse either: onset_detect finds 3-4 a second in white noise, and the beat tracker read a tempo (81
+# BPM) into it, with a beat strength (4.0-4.9) inside the music's. So a tempo needs a pulse clarity (pulse.py: a comb
+# z-score of 16 band envelopes' autocorrelation, after Lartillot et al. 2008) of MIN_PULSE_CLARITY.
+# `python benchmarks/pulse_clarity.py --seed 2027 --seed 2028`: numpy noise (30 seeds at 3, 5 and 10 s, 7 at 30 s)
+# reached 4.1 white, 3.4 pink and brown, 3.7-3.9 under gains wandering at 0.3-3 s (wind, rain), 5.6 as Poisson
+# clicks (drops); music at least 18.5 on the tuning draw (seed 2027, whole clips), 15.2 on the check draw (2028), 8.7
+# on the 15 s choir clips of tests/data. 7 sits 1.26x above the drops and 1.25x below that choir clip (1.7x above
+# the other noise, 2.2x below the lowest whole clip). Openings of 5 s fall below it (clips of 2027: 8 of 86).
+# A ringing chord's partials beat (C4's 3rd partial against G5: 0.9 Hz), which the bands read as a pulse; its median
+# onset envelope is flat, which estimate_tempo reads as no pulse.
+MIN_PULSE_CLARITY = 7.0
 # Key strength (Temperley's term): the best profile correlation. Below MIN_KEY_STRENGTH there is no key to speak of
 # (noise, clusters, percussion: 0.2–0.4 in our synthetic checks; diatonic progressions 0.7–0.95), so the mode
 # confidence is 0. Above it, the confidence is the margin between the best major and best minor fit; below
@@ -87,6 +100,14 @@ CLEAR_MODE_MARGIN = 0.05
 # classes, exp(entropy) of the clip's mean chroma (Hill's diversity of order 1): 1.2 for that sine, 10–11 for the
 # rendered chorales of tests/data (chroma_cqt spreads every note over its neighbours).
 MIN_PITCH_CLASSES = 3.0
+# On a short clip the constant-Q chroma smears: its low octaves' filters are longer than the clip (padded), and the
+# sine at A4 counts 3.1 pitch classes at 0.5 s, 5.1 at 0.2 s (2.5 at 0.8 s, 1.8 at 1.5 s): a clear mode again. A
+# short-time Fourier chroma (4096 samples, 186 ms) does not smear with length (the sine: 2.1-2.3 from 0.2 to 3 s, a
+# harmonic A: 2.4-2.6) but smears low notes over their neighbours (5.4 Hz bins for a 6.5 Hz semitone at A2). Each
+# only over-counts, so the count is the smaller of the two. On A440's grid (tuning=0): a tuning off the grid spreads
+# notes, and the CQT's count (tuned) is then the smaller; librosa's own estimate warns on noise without peaks. Frames
+# overlap by half, not three quarters: a mean profile needs no finer hop, and it halves the cost (0.06 s a minute).
+PITCH_COUNT_FFT = 4096
 
 
 class AudioProblem(Exception):
@@ -96,7 +117,7 @@ class AudioProblem(Exception):
 @dataclass(frozen=True)
 class MusicalFeatures:
     duration_seconds: float
-    tempo: float | None  # beats per minute; None when the clip is too short to tell or has no onsets
+    tempo: float | None  # beats per minute; None when the clip is too short to tell or has no clear pulse
     beat_strength: float | None  # mean onset strength on beats / mean onset strength (1 = no pulse)
     key: str  # tonic, e.g. "A"
     tonality: str  # "major" or "minor" (the better-fitting profile)
@@ -158,7 +179,11 @@ def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:
         # with the clip, and the user can do nothing about it: not a warning for them.
         warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large", category=UserWarning)
         chroma = tuned_chroma(audio)
-    key, tonality, confidence, strength = estimate_key(chroma)
+    n_fft = min(PITCH_COUNT_FFT, 2 ** int(math.log2(audio.size)))
+    pitch_classes = min(effective_pitch_classes(chroma),
+                        effective_pitch_classes(librosa.feature.chroma_stft(y=audio, sr=SAMPLE_RATE, n_fft=n_fft,
+                                                                              hop_length=n_fft // 2, tuning=0.0)))
+    key, tonality, confidence, strength = estimate_key(chroma, pitch_classes)
     return MusicalFeatures(
         duration_seconds=duration,
         tempo=tempo,
@@ -175,12 +200,16 @@ def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:
 
 
 def estimate_tempo(audio: np.ndarray) -> tuple[float | None, float | None]:
-    """(beats per minute, beat strength). The metrical level comes from band-wise autocorrelation × Fourier
-    tempograms summed over ×½, ×1, ×2; the octave within it from the autocorrelation and a prior; the period is then
-    refined by a line through the tracked beats, finer than one autocorrelation lag."""
+    """(beats per minute, beat strength), or (None, None) without a clear pulse (pulse.py). The metrical level comes
+    from band-wise autocorrelation × Fourier tempograms summed over ×½, ×1, ×2; the octave within it from the
+    autocorrelation and a prior; the period is then refined by a line through the tracked beats, finer than one
+    autocorrelation lag."""
     import librosa
 
     mel_db = librosa.power_to_db(librosa.feature.melspectrogram(y=audio, sr=SAMPLE_RATE, hop_length=TEMPO_HOP))
+    clarity = pulse_clarity(band_envelopes(mel_db, SAMPLE_RATE, TEMPO_HOP), SAMPLE_RATE / TEMPO_HOP, TEMPO_RANGE_BPM)
+    if clarity < MIN_PULSE_CLARITY:
+        return None, None
     envelope = librosa.onset.onset_strength(S=mel_db, sr=SAMPLE_RATE, hop_length=TEMPO_HOP, aggregate=np.median)
     if not np.any(envelope > 0):
         return None, None
@@ -248,13 +277,22 @@ def _beat_level(agreement: np.ndarray, autocorrelation: np.ndarray) -> float:
     return float(max(octaves, key=salience))
 
 
-def estimate_key(chroma: np.ndarray) -> tuple[str, str, float, float]:
+def effective_pitch_classes(chroma: np.ndarray) -> float:
+    """exp(entropy) of the clip's mean chroma (Hill's diversity of order 1): 1 for one pitch class, 12 for all alike."""
+    profile = chroma.mean(axis=1)
+    if not np.any(profile > 0):
+        return 0.0
+    share = profile / profile.sum()
+    return float(np.exp(-np.sum(share * np.log(np.where(share > 0, share, 1.0)))))
+
+
+def estimate_key(chroma: np.ndarray, pitch_classes: float | None = None) -> tuple[str, str, float, float]:
     """Krumhansl–Schmuckler's method with Albrecht–Shanahan profiles heard with their overtones: correlate the clip's
     mean chroma with the 24 rotated templates.
 
     Returns (tonic, "major"/"minor", mode confidence, key strength): the confidence is how much better the best key
     of the winning mode fits than the best key of the other mode (0 when the key strength is too low to mean anything,
-    or the clip sounds fewer than MIN_PITCH_CLASSES pitch classes).
+    or the clip sounds fewer than MIN_PITCH_CLASSES pitch classes: `pitch_classes`, counted from `chroma` if not given).
     """
     profile = chroma.mean(axis=1)
     if not np.any(profile > 0) or np.allclose(profile, profile[0]):
@@ -265,8 +303,8 @@ def estimate_key(chroma: np.ndarray) -> tuple[str, str, float, float]:
 
     major, minor = fits(MAJOR_TEMPLATE), fits(MINOR_TEMPLATE)
     strength = float(max(major.max(), minor.max()))
-    share = profile / profile.sum()
-    pitch_classes = float(np.exp(-np.sum(share * np.log(np.where(share > 0, share, 1.0)))))
+    if pitch_classes is None:
+        pitch_classes = effective_pitch_classes(chroma)
     has_key = strength >= MIN_KEY_STRENGTH and pitch_classes >= MIN_PITCH_CLASSES
     margin = float(abs(major.max() - minor.max())) if has_key else 0.0
     if major.max() >= minor.max():
