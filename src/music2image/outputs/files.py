@@ -184,15 +184,29 @@ def remove_stale_temporaries(output_dir: Path) -> int:
     """Temporary files of a killed run (never renamed into place) are garbage: remove them. Call under the lock.
     A `sample_*` folder that is a symbolic link is not looked into: nothing outside the output folder is deleted."""
     removed = 0
-    folders = [Path(output_dir), *(p for p in Path(output_dir).glob("sample_*") if not p.is_symlink())]
+    # One scandir per folder (a 100k-prompt folder has 20k sample folders: Path.glob's per-folder setup cost
+    # 0.8 s of a re-run that makes nothing); `is_dir(follow_symlinks=False)` is the linked-folder check.
+    folders = [os.fspath(output_dir)] + [entry.path for entry in _entries(output_dir)
+                                         if entry.name.startswith("sample_") and entry.is_dir(follow_symlinks=False)]
     for folder in folders:
-        for tmp in folder.glob(".*.tmp"):
-            try:
-                tmp.unlink()
-                removed += 1
-            except OSError:
-                pass
+        for entry in _entries(folder):
+            name = entry.name  # the glob `.*.tmp`, without fnmatch's cost per name
+            if len(name) >= 5 and name.startswith(".") and name.endswith(".tmp"):
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except OSError:
+                    pass
     return removed
+
+
+def _entries(folder) -> list[os.DirEntry]:
+    """A folder's entries; none for a folder we cannot read (nothing to remove there that we could)."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError:
+        return []
 
 
 class TextLogHandler(logging.FileHandler):
