@@ -257,7 +257,8 @@ def _report(context: RunContext, recipe: dict, device: str, jobs, todo_keys: set
     result.log_path = str(context.output_dir / LOG_NAME)
     result.summary_path = str(context.output_dir / SUMMARY_NAME)
     try:
-        context.files.write_json(Path(result.log_path), log_document(result, context.prompts_name, settings, extra))
+        document = log_document(result, context.prompts_name, settings, extra, streamed=True)
+        context.files.write_json(Path(result.log_path), document)
         context.files.write_json(Path(result.summary_path), summary_document(result, settings))
     except OSError as exc:
         raise DiskError(
