@@ -48,7 +48,7 @@ def _recipe_keys(recipe: dict):
     return key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 100k-prompt run plans 100k of these (~5 MB less than with a dict each)
 class Job:
     """One image to make."""
 

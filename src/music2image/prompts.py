@@ -125,7 +125,7 @@ class PromptsFile(BaseModel):
     samples: list[Sample]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 100k-prompt selection is 100k of these (~5 MB less)
 class SelectedPrompt:
     """One prompt chosen for generation, with the sample it belongs to."""
 
