@@ -94,8 +94,6 @@ def build(workdir: Path, prompts: int, side: int) -> tuple[Path, Path, Path]:
 
 def phase(name: str, prompts_file: Path, folder: Path) -> dict:
     """One measured phase, in this (fresh) process."""
-    import resource
-
     started = time.perf_counter()
     if name == "generate":
         from music2image.cli import main
@@ -103,7 +101,11 @@ def phase(name: str, prompts_file: Path, folder: Path) -> dict:
         code = main(["generate", "--prompts-file", str(prompts_file), "--output-dir", str(folder), "--quiet",
                      *(f"--{k}={v}" for k, v in SETTINGS.items())])
         assert code == 0, code
+        # Measured before the log is read back to count: parsing the 69 MB log takes ~200 MB by itself (a fresh
+        # process), which would be reported as the run's peak once the run's own is lower.
+        measured = _measured(started)
         done = json.loads((folder / "image_generation_log.json").read_text())["metadata"]["successful"]
+        return {"phase": name, **measured, "finished": done}
     else:
         from music2image.journal import is_finished, read_state
         from music2image.plan import plan_jobs
@@ -120,12 +122,18 @@ def phase(name: str, prompts_file: Path, folder: Path) -> dict:
             if verify and "verify" not in inspect.signature(is_finished).parameters:
                 verify = {}  # code from before --verify: it always hashes
             done = sum(is_finished(job, state.images.get(job.key), folder, **verify) for job in jobs)
+    return {"phase": name, **_measured(started), "finished": done}
+
+
+def _measured(started: float) -> dict:
+    import resource
+
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak = usage.ru_maxrss * 1024  # Linux: KiB
     # CPU seconds of the whole process (imports included): on a shared machine a steadier figure than the wall time.
-    return {"phase": name, "seconds": round(seconds, 2), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
-            "peak_rss_mb": round(peak / 1e6), "finished": done}
+    return {"seconds": round(seconds, 2), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mb": round(peak / 1e6)}
 
 
 def run_phases(src: str, prompts_file: Path, images: Path, legacy: Path) -> list[dict]:

@@ -281,6 +281,22 @@ def test_stale_temporaries_are_not_deleted_through_a_linked_sample_folder(workdi
     assert (workdir / "outside" / ".a.png.12.tmp").exists() and not (images / "sample_000" / ".b.png.12.tmp").exists()
 
 
+def test_stale_temporaries_are_our_names_only_in_the_folder_and_its_sample_folders(workdir):
+    from music2image.outputs import remove_stale_temporaries
+
+    images = workdir / "images"
+    for folder in (images, images / "sample_000", images / "other", images / "sample_001" / "deeper"):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (".log.json.7.ab12.tmp", ".x.tmp", ".tmp", "x.tmp", ".x.tmp.bak", ".X.TMP"):
+            (folder / name).write_bytes(b"")
+    (images / "sample_002").write_bytes(b"a file named like a folder")
+    assert remove_stale_temporaries(images) == 4
+    for folder in (images, images / "sample_000"):
+        assert sorted(p.name for p in folder.iterdir() if p.name.startswith((".", "x"))) == [
+            ".X.TMP", ".tmp", ".x.tmp.bak", "x.tmp"]
+    assert len(list((images / "other").iterdir())) == len(list((images / "sample_001" / "deeper").iterdir())) == 6
+
+
 def test_the_write_path_never_follows_a_link(workdir):
     from music2image.outputs.files import Files, LinkedPathError
 

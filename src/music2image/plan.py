@@ -41,14 +41,17 @@ def _recipe_keys(recipe: dict):
     `json.dumps({"prompt": prompt, "recipe": recipe, "seed": seed}, sort_keys=True, ensure_ascii=False)`, written out
     with the recipe serialised once per run (100k prompts re-serialised it 100k times)."""
     recipe_text = json.dumps(recipe, sort_keys=True, ensure_ascii=False)
+    # json.dumps(prompt, ensure_ascii=False) is this encoder's encode(prompt): json.dumps builds a new encoder for
+    # every call with a non-default option (a third of planning 100k prompts).
+    quoted = json.JSONEncoder(ensure_ascii=False).encode
 
     def key(seed: int, prompt: str) -> str:
-        text = f'{{"prompt": {json.dumps(prompt, ensure_ascii=False)}, "recipe": {recipe_text}, "seed": {seed}}}'
+        text = f'{{"prompt": {quoted(prompt)}, "recipe": {recipe_text}, "seed": {seed}}}'
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
     return key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 100k-prompt run plans 100k of these (~5 MB less than with a dict each)
 class Job:
     """One image to make."""
 

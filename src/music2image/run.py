@@ -46,6 +46,7 @@ def generate(context: RunContext) -> RunResult:
                                sample_range=context.sample_range)
     refuse_empty_selection(context.prompts_name, prompts, selection, samples=context.samples, limit=context.limit,
                            sample_range=context.sample_range)
+    del prompts  # the validated file's models (~60 MB for 100k prompts): the selection holds what the run uses
 
     # 2. Device and dtype decide the recipe; the recipe and the ids decide every job's seed and path.
     device = available_device(launch.device(settings.device))
@@ -135,7 +136,9 @@ class _Folder:
             return
         # Every name checked is one folder entry (image folders are `sample_NNN`): one scandir of the folder says
         # which are links, instead of an lstat per name (a 100k-prompt run has 20k sample folders).
-        written = {LOCK_NAME, TEXT_LOG_NAME, LOG_NAME, SUMMARY_NAME, *{Path(job.image_path).parent.name for job in jobs}}
+        # (One Path per image folder, not per image: jobs share their folders five or more to one.)
+        folders = {os.path.dirname(job.image_path) for job in jobs}
+        written = {LOCK_NAME, TEXT_LOG_NAME, LOG_NAME, SUMMARY_NAME, *{Path(folder).name for folder in folders}}
         with os.scandir(self.path) as entries:
             links = sorted(self.path / entry.name for entry in entries if entry.is_symlink() and (
                 entry.name in written or entry.name.startswith("sample_") or fnmatch(entry.name, JOURNAL_GLOB)))
@@ -230,7 +233,8 @@ def _report(context: RunContext, recipe: dict, device: str, jobs, todo_keys: set
     # The folder's finished images this selection did not select (another --sample-range, --limit, prompts
     # file) stay in the log and summary: they describe the folder, not just this run.
     selected = {job.key for job in jobs}
-    kept = [record for key, record in sorted(state.images.items()) if key not in selected and record.has_file]
+    kept = [record for key, record in sorted((key, record) for key, record in state.images.items()
+                                             if key not in selected and record.has_file)]
     result = RunResult(str(context.output_dir), images, selection.skipped_samples, len(selection.prompts),
                        generated_now, interrupted, device, total_images=len(jobs), kept=kept)
     extra = {
@@ -257,7 +261,8 @@ def _report(context: RunContext, recipe: dict, device: str, jobs, todo_keys: set
     result.log_path = str(context.output_dir / LOG_NAME)
     result.summary_path = str(context.output_dir / SUMMARY_NAME)
     try:
-        context.files.write_json(Path(result.log_path), log_document(result, context.prompts_name, settings, extra))
+        document = log_document(result, context.prompts_name, settings, extra, streamed=True)
+        context.files.write_json(Path(result.log_path), document)
         context.files.write_json(Path(result.summary_path), summary_document(result, settings))
     except OSError as exc:
         raise DiskError(

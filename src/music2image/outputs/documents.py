@@ -11,9 +11,12 @@ SUMMARY_NAME = "image_generation_summary.json"
 TEXT_LOG_NAME = "generate_images.log"
 
 
-def log_document(result, prompts_file: str, settings, metadata_extra: dict) -> dict:
+def log_document(result, prompts_file: str, settings, metadata_extra: dict, streamed: bool = False) -> dict:
     """The selection's images in prompts-file order, then the folder's finished images the selection left out
-    (marked `"in_selection": false`), so the log always describes every finished image in the folder."""
+    (marked `"in_selection": false`), so the log always describes every finished image in the folder.
+
+    `streamed`: `generated_images` is a generator of the entries, for `Files.write_json` (which writes it as the
+    list it yields): a 100k-image log's entries are never all in memory at once (~50 MB of dicts)."""
     kept = result.kept
     successful, failed = _counts(result.images + kept)
     metadata = {
@@ -38,10 +41,12 @@ def log_document(result, prompts_file: str, settings, metadata_extra: dict) -> d
     many = settings.images_per_prompt > 1  # several images per prompt: entries say which
     # A kept image with k > 0 (made by an earlier run with more images per prompt) says its k even in a one-image
     # log, so the reports show it with its prompt's other images rather than as a second image k = 0.
+    def entries():
+        yield from (r.log_entry(many) for r in result.images)
+        yield from ({**r.log_entry(many or r.image_index > 0), "in_selection": False} for r in kept)
     return {
         "metadata": metadata,
-        "generated_images": [r.log_entry(many) for r in result.images] + [
-            {**r.log_entry(many or r.image_index > 0), "in_selection": False} for r in kept],
+        "generated_images": entries() if streamed else list(entries()),
         "skipped_samples": [{"sample_idx": s.sample_idx, "reason": s.reason} for s in result.skipped_samples],
     }
 
