@@ -81,7 +81,7 @@ MIN_TEMPO_ONSETS = 2
 # BPM) into it, with a beat strength (4.0-4.9) inside the music's. So a tempo needs a pulse clarity (pulse.py: a comb
 # z-score of 16 band envelopes' autocorrelation, after Lartillot et al. 2008) of MIN_PULSE_CLARITY.
 # `python benchmarks/pulse_clarity.py --seed 2027 --seed 2028`: numpy noise (30 seeds at 3, 5 and 10 s, 7 at 30 s)
-# reached 4.1 white, 3.4 pink and brown, 3.7-3.9 under gains wandering at 0.3-3 s (wind, rain), 5.6 as Poisson
+# reached 4.1 white, 3.4 pink and brown, 3.7-3.9 under gains wandering at 0.3-3 s (wind, rain), 5.8 as Poisson
 # clicks (drops); music at least 18.5 on the tuning draw (seed 2027, whole clips), 15.2 on the check draw (2028), 8.7
 # on the 15 s choir clips of tests/data. 7 sits 1.26x above the drops and 1.25x below that choir clip (1.7x above
 # the other noise, 2.2x below the lowest whole clip). Openings of 5 s fall below it (clips of 2027: 8 of 86).
