@@ -3,8 +3,8 @@ on-GPU checks and --compile, sized by --budget-s so that it always ends in time.
 
     python benchmarks/gpu_check.py --budget-s 420 --out $OUT        # a bare H100/H200: about 7 minutes
     python benchmarks/gpu_check.py --tiny --budget-s 60             # the same code path on a CPU, tiny model
-    python benchmarks/gpu_check.py --skip-compile --budget-s 300    # then, in a second call on the warm machine:
-    python benchmarks/gpu_check.py --compile-only --budget-s 400    # defaults vs --compile on two full batches
+    python benchmarks/gpu_check.py --skip-compile --budget-s 240    # then, in a second call on the warm machine:
+    python benchmarks/gpu_check.py --compile-only --budget-s 360    # defaults vs --compile on two full batches
 
 1. Builds the full-size SDXL base and refiner (random weights, the shapes of sdxl_random.py) directly on the
    device in float16: weights are allocated and initialised there, in seconds. A probe runs one UNet step and one

@@ -10,12 +10,19 @@ cd "$(dirname "$0")/.."
 # The versions are read from the Python that runs this script (the project's venv), so they cannot drift from
 # what the tests run: hard pins did drift once (typing-inspection 0.4.2 against pydantic 2.14.4 broke its import
 # on the device, 2026-11-27).
-mapfile -t WHEELS < <(python3 - <<'PY'
+# The venv's Python by default (PYTHON=... for another); a lookup that fails stops here, before .whl/ is touched.
+PYTHON="${PYTHON:-.venv/bin/python}"
+pins=$("$PYTHON" - <<'PY'
 from importlib.metadata import version
 for name in ("diffusers", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions"):
     print(f"{name}=={version(name)}")
 PY
 )
+mapfile -t WHEELS <<<"$pins"
+if [ "${#WHEELS[@]}" -ne 6 ]; then
+    echo "gpu_wheels.sh: expected 6 versions from $PYTHON, got: ${WHEELS[*]}" >&2
+    exit 2
+fi
 echo "${WHEELS[@]}"
 rm -rf .whl
 python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -145,9 +145,12 @@ def best_descriptors(emotion: Emotion, neutral_mood: bool) -> dict[str, str]:
 
 
 def descriptor_distance(descriptor_sets: list[dict[str, str]]) -> float:
-    """The mean share of slots in which two of the sets differ, over all pairs (0: all equal, 1: nothing shared)."""
+    """The mean share of slots in which two of the sets differ, over all pairs (0: all equal, 1: nothing shared; 0
+    for fewer than two sets, which have no pair to differ)."""
     pairs = list(combinations(descriptor_sets, 2))
-    return float(np.mean([sum(a.get(s) != b.get(s) for s in SLOT_ORDER) / len(SLOT_ORDER) for a, b in pairs]))
+    if not pairs:
+        return 0.0
+    return float(np.mean([sum(a[s] != b[s] for s in SLOT_ORDER) / len(SLOT_ORDER) for a, b in pairs]))
 
 
 NEAREST_ALTERNATIVES = 3
