@@ -16,7 +16,8 @@ def log_document(result, prompts_file: str, settings, metadata_extra: dict, stre
     (marked `"in_selection": false`), so the log always describes every finished image in the folder.
 
     `streamed`: `generated_images` is a generator of the entries, for `Files.write_json` (which writes it as the
-    list it yields): a 100k-image log's entries are never all in memory at once (~50 MB of dicts)."""
+    list it yields): a 100k-image log's entries are never all in memory at once (~50 MB of dicts). A generator is
+    spent once written: such a document is for one write (a second would list no images); build another for more."""
     kept = result.kept
     successful, failed = _counts(result.images + kept)
     metadata = {
