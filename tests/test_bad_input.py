@@ -58,6 +58,9 @@ FILE_CASES = {
     "visual_prompt missing": (_doc_with(_set(P0 + ("visual_prompt",), _DELETE)), "visual_prompt: is required"),
     "visual_prompt 10 MB": (_doc_with(_set(P0 + ("visual_prompt",), "x" * 10_000_000)), "the limit is 20000"),
     "visual_prompt control chars": (_doc_with(_set(P0 + ("visual_prompt",), "red\x00sky\x1b[2J")), "contains control characters"),
+    # JSON's "\ud800" alone is half a UTF-16 pair: it crashed planning (no UTF-8 for the recipe key) with a traceback.
+    "visual_prompt lone surrogate": (_doc_with(_set(P0 + ("visual_prompt",), "sea \ud800 x")), "half of a UTF-16 surrogate pair"),
+    "mode lone surrogate": (_doc_with(_set(P0 + ("mode",), "conv\udfff")), "mode: must be a short label"),
     "mode missing": (_doc_with(_set(P0 + ("mode",), _DELETE)), "samples[0].prompts[0].mode: is required"),
     "mode empty": (_doc_with(_set(P0 + ("mode",), "")), "mode: must be a non-empty string"),
     "mode path-like": (_doc_with(_set(P0 + ("mode",), "../../etc/passwd")), "no slashes"),

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,3 +241,10 @@ def test_bad_single_files(name, workdir, tiny_model, odd_files, capsys):
     assert expected in err
     assert "Traceback" not in err
     assert sorted(p.name for p in workdir.iterdir()) == ["p.json"]  # no output folder, nothing written
+
+
+def test_a_file_name_that_is_not_utf8_is_hashed_not_a_traceback(tmp_path):
+    # Python holds such a name with surrogates; the hash cache (UTF-8 JSON) cannot store it, which crashed the run.
+    path = Path(os.fsdecode(bytes(tmp_path) + b"/model\xff.safetensors"))
+    path.write_bytes(b"one")
+    assert checkpoint_sha256(path) == hashlib.sha256(b"one").hexdigest()

@@ -41,6 +41,9 @@ HOW_TO_CREATE = (
 # per-character unicodedata.category() loop took 75% of planning them (benchmarks/resume_scale.py).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _CONTROL_BUT_WHITESPACE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# JSON may spell half of a UTF-16 pair alone ("\ud800"): Python reads it as a lone surrogate, which is no character
+# and cannot be written as UTF-8 (a recipe key, a PNG text chunk, the log): it crashed planning with a traceback.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _has_control_chars(text: str, allow_whitespace: bool = False) -> bool:
@@ -61,6 +64,8 @@ def _check_prompt_text(value: Any) -> str:
         raise PydanticCustomError("prompt", f"is {len(value)} characters long; the limit is {MAX_PROMPT_CHARS}")
     if _has_control_chars(value, allow_whitespace=True):
         raise PydanticCustomError("prompt", "contains control characters")
+    if _SURROGATE.search(value):
+        raise PydanticCustomError("prompt", "contains half of a UTF-16 surrogate pair (e.g. \\ud800), which is no text")
     return value
 
 
@@ -69,9 +74,11 @@ def _check_label(value: Any) -> str:
     # still, a label that looks like a path or carries control characters is a broken file.
     if not isinstance(value, str) or not value.strip():
         raise PydanticCustomError("label", "must be a non-empty string (e.g. \"convergent\")")
-    if len(value) > MAX_LABEL_CHARS or _has_control_chars(value) or "/" in value or "\\" in value:
+    if (len(value) > MAX_LABEL_CHARS or _has_control_chars(value) or _SURROGATE.search(value) or "/" in value
+            or "\\" in value):
         raise PydanticCustomError(
-            "label", f"must be a short label (at most {MAX_LABEL_CHARS} characters, no slashes or control characters)"
+            "label", f"must be a short label (at most {MAX_LABEL_CHARS} characters, no slashes, control characters or "
+            "surrogates)"
         )
     return value
 
@@ -153,8 +160,9 @@ def _show(value: Any, limit: int = 60) -> str:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         text = repr(value)
-    # Never echo raw control characters (terminal escapes) back to the user.
-    text = "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cc" else c for c in text)
+    # Never echo raw control characters (terminal escapes) back to the user, nor lone surrogates (no UTF-8 for them:
+    # printing the message would fail).
+    text = "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cs") else c for c in text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

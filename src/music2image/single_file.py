@@ -130,6 +130,8 @@ def _sha256_cached(path: Path, tensors: bool = False) -> dict:
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(cache_file, cache)
-    except OSError:
-        pass  # a read-only cache only costs hashing again next time
+    except (OSError, UnicodeEncodeError):
+        # A read-only cache only costs hashing again next time; so does a path Python holds with surrogates (bytes
+        # that are not UTF-8 in the file's name), which UTF-8 JSON cannot write.
+        pass
     return entry
