@@ -62,7 +62,7 @@ def generate(context: RunContext) -> RunResult:
 
         def plan_todo():
             nonlocal state_read
-            folder.refuse_links(jobs)
+            folder.refuse_links()
             folder.refuse_uncreatable()
             if folder.path.is_dir():
                 folder.lock()
@@ -129,16 +129,15 @@ class _Folder:
         self._early_log = MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
         log.addHandler(self._early_log)
 
-    def refuse_links(self, jobs) -> None:
+    def refuse_links(self) -> None:
         """Before anything is written: none of the files and folders this run writes may be a symbolic link (a
         planted `sample_003 -> /elsewhere` would receive images; a linked log or journal, our appends)."""
         if not os.path.isdir(self.path):  # (os.path: a parent we may not search is refuse_uncreatable's to say)
             return
-        # Every name checked is one folder entry (image folders are `sample_NNN`): one scandir of the folder says
-        # which are links, instead of an lstat per name (a 100k-prompt run has 20k sample folders).
-        # (One Path per image folder, not per image: jobs share their folders five or more to one.)
-        folders = {os.path.dirname(job.image_path) for job in jobs}
-        written = {LOCK_NAME, TEXT_LOG_NAME, LOG_NAME, SUMMARY_NAME, *{Path(folder).name for folder in folders}}
+        # Every name checked is one folder entry: one scandir of the folder says which are links, instead of an
+        # lstat per name (a 100k-prompt run has 20k sample folders). Every image folder is a `sample_NNN`
+        # (plan.image_relpath), so the prefix covers this run's folders and those of earlier runs alike.
+        written = {LOCK_NAME, TEXT_LOG_NAME, LOG_NAME, SUMMARY_NAME}
         with os.scandir(self.path) as entries:
             links = sorted(self.path / entry.name for entry in entries if entry.is_symlink() and (
                 entry.name in written or entry.name.startswith("sample_") or fnmatch(entry.name, JOURNAL_GLOB)))
