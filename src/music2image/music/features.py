@@ -286,13 +286,13 @@ def effective_pitch_classes(chroma: np.ndarray) -> float:
     return float(np.exp(-np.sum(share * np.log(np.where(share > 0, share, 1.0)))))
 
 
-def estimate_key(chroma: np.ndarray, pitch_classes: float | None = None) -> tuple[str, str, float, float]:
+def estimate_key(chroma: np.ndarray, pitch_classes: float) -> tuple[str, str, float, float]:
     """Krumhansl–Schmuckler's method with Albrecht–Shanahan profiles heard with their overtones: correlate the clip's
     mean chroma with the 24 rotated templates.
 
     Returns (tonic, "major"/"minor", mode confidence, key strength): the confidence is how much better the best key
     of the winning mode fits than the best key of the other mode (0 when the key strength is too low to mean anything,
-    or the clip sounds fewer than MIN_PITCH_CLASSES pitch classes: `pitch_classes`, counted from `chroma` if not given).
+    or the clip sounds fewer than MIN_PITCH_CLASSES `pitch_classes`, as analyse counts them).
     """
     profile = chroma.mean(axis=1)
     if not np.any(profile > 0) or np.allclose(profile, profile[0]):
@@ -303,8 +303,6 @@ def estimate_key(chroma: np.ndarray, pitch_classes: float | None = None) -> tupl
 
     major, minor = fits(MAJOR_TEMPLATE), fits(MINOR_TEMPLATE)
     strength = float(max(major.max(), minor.max()))
-    if pitch_classes is None:
-        pitch_classes = effective_pitch_classes(chroma)
     has_key = strength >= MIN_KEY_STRENGTH and pitch_classes >= MIN_PITCH_CLASSES
     margin = float(abs(major.max() - minor.max())) if has_key else 0.0
     if major.max() >= minor.max():

@@ -29,7 +29,8 @@ _PAD = 6
 def make_grids(output_dir: str | os.PathLike, thumb_size: int = 256, overview_thumb_size: int = 128,
                samples_per_page: int = OVERVIEW_SAMPLES_PER_PAGE) -> list[Path]:
     """One contact sheet per sample (its images in prompt order, labelled with mode, temperature and prompt id;
-    with several images per prompt, one row per prompt with its K images side by side) in OUTPUT/grids/, then overview pages of SAMPLES_PER_PAGE samples each, one row per sample. Returns the files
+    with several images per prompt, one row per prompt with its K images side by side) in OUTPUT/grids/, then
+    overview pages of SAMPLES_PER_PAGE samples each, one row per sample. Returns the files
     written: the samples' sheets, then the overview pages. An image that cannot be read is drawn as unreadable."""
     from PIL import Image
 
