@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from itertools import pairwise
 
 import numpy as np
 
@@ -215,9 +214,8 @@ def estimate_tempo(audio: np.ndarray) -> tuple[float | None, float | None]:
         return None, None
     autocorrelation = np.zeros_like(TEMPO_GRID_BPM)
     fourier = np.zeros_like(TEMPO_GRID_BPM)
-    for low, high in pairwise(TEMPO_BAND_EDGES):
-        band = librosa.onset.onset_strength(S=mel_db[low:high], sr=SAMPLE_RATE, hop_length=TEMPO_HOP,
-                                            aggregate=np.median)
+    for band in librosa.onset.onset_strength_multi(S=mel_db, sr=SAMPLE_RATE, hop_length=TEMPO_HOP,
+                                                   aggregate=np.median, channels=list(TEMPO_BAND_EDGES)):
         if band.std() > 0:
             autocorrelation += _autocorrelation_salience(band / band.std())
             fourier += _fourier_salience(band / band.std())
