@@ -207,3 +207,23 @@ def test_a_slow_beat_in_a_clip_of_a_few_seconds_keeps_its_tempo(bpm, seconds):
     audio += 0.01 * np.random.default_rng(bpm).standard_normal(audio.size).astype(np.float32)
     tempo = analyse(audio).tempo
     assert tempo is not None and abs(tempo - bpm) / bpm <= 0.04, tempo
+
+
+def test_the_tempo_octave_benchmark_reads_the_octave_pair_and_which_one_is_true():
+    """benchmarks/tempo_octave.py scores rules for the octave choice; its cues come from the tempo estimator's own
+    candidates, so a slow chorale gives the pair (beat, double), the truth on the slow side, and today's choice."""
+    import sys
+
+    import librosa
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from tempo_octave import clip_cues, fit_logistic, right, tempo_inputs
+
+    audio, rate = soundfile.read(str(DATA / "bwv108_B_minor_71.6bpm.ogg"), dtype="float32")
+    cues = clip_cues(*tempo_inputs(librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)), truth=71.6)
+    assert cues["label"] == "slow" and cues["chosen"] == "slow" and cues["median"] * cues["prior"] > 1
+    assert clip_cues(*tempo_inputs(librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)), truth=100.0) is None
+    rows = [{"label": "slow" if x > 1 else "fast", "median": x, "prior": 1.0} for x in (0.5, 0.8, 0.9, 1.2, 1.5, 2)]
+    assert right(rows, np.array([True] * 6)) == 3
+    weights = fit_logistic(rows, ("median",))
+    assert weights[0] > 0 and right(rows, np.log([[r["median"]] for r in rows]) @ weights[:1] + weights[1] > 0) == 6

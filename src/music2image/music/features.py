@@ -209,20 +209,11 @@ def estimate_tempo(audio: np.ndarray) -> tuple[float | None, float | None]:
     clarity = pulse_clarity(band_envelopes(mel_db, SAMPLE_RATE, TEMPO_HOP), SAMPLE_RATE / TEMPO_HOP, TEMPO_RANGE_BPM)
     if clarity < MIN_PULSE_CLARITY:
         return None, None
-    envelope = librosa.onset.onset_strength(S=mel_db, sr=SAMPLE_RATE, hop_length=TEMPO_HOP, aggregate=np.median)
-    if not np.any(envelope > 0):
+    candidates = tempo_candidates(mel_db)
+    if candidates is None:
         return None, None
-    autocorrelation = np.zeros_like(TEMPO_GRID_BPM)
-    fourier = np.zeros_like(TEMPO_GRID_BPM)
-    for band in librosa.onset.onset_strength_multi(S=mel_db, sr=SAMPLE_RATE, hop_length=TEMPO_HOP,
-                                                   aggregate=np.median, channels=list(TEMPO_BAND_EDGES)):
-        if band.std() > 0:
-            autocorrelation += _autocorrelation_salience(band / band.std())
-            fourier += _fourier_salience(band / band.std())
-    agreement = autocorrelation * fourier
-    if not np.any(agreement > 0):
-        return None, None
-    tempo = _beat_level(agreement, _autocorrelation_salience(envelope))
+    envelope, octaves, autocorrelation = candidates
+    tempo = max(octaves, key=lambda bpm: octave_salience(autocorrelation, bpm))
     _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=TEMPO_HOP, bpm=tempo,
                                        tightness=400)
     if len(beats) >= 4:
@@ -257,22 +248,45 @@ def _fourier_salience(envelope: np.ndarray) -> np.ndarray:
     return np.interp(TEMPO_GRID_BPM, frequencies, spectrum)
 
 
-def _beat_level(agreement: np.ndarray, autocorrelation: np.ndarray) -> float:
-    """The beat in BPM: the metrical level whose ×½, ×1, ×2 agree most, then its octave that the autocorrelation
-    (weighted by the tempo prior) prefers within TEMPO_RANGE_BPM."""
+def tempo_candidates(mel_db: np.ndarray) -> tuple[np.ndarray, list[float], np.ndarray] | None:
+    """(median onset envelope, the beat's candidate octaves in BPM, that envelope's autocorrelation salience on
+    TEMPO_GRID_BPM), or None without any onset. The candidates are one metrical level: the tempo whose ×½, ×1, ×2 the
+    band-wise autocorrelation × Fourier tempograms agree on most, and its octaves within TEMPO_RANGE_BPM."""
+    import librosa
+
+    envelope = librosa.onset.onset_strength(S=mel_db, sr=SAMPLE_RATE, hop_length=TEMPO_HOP, aggregate=np.median)
+    if not np.any(envelope > 0):
+        return None
+    autocorrelation = np.zeros_like(TEMPO_GRID_BPM)
+    fourier = np.zeros_like(TEMPO_GRID_BPM)
+    for band in librosa.onset.onset_strength_multi(S=mel_db, sr=SAMPLE_RATE, hop_length=TEMPO_HOP,
+                                                   aggregate=np.median, channels=list(TEMPO_BAND_EDGES)):
+        if band.std() > 0:
+            autocorrelation += _autocorrelation_salience(band / band.std())
+            fourier += _fourier_salience(band / band.std())
+    agreement = autocorrelation * fourier
+    if not np.any(agreement > 0):
+        return None
     log_grid = np.log(TEMPO_GRID_BPM)
     inside = (TEMPO_GRID_BPM >= TEMPO_RANGE_BPM[0]) & (TEMPO_GRID_BPM <= TEMPO_RANGE_BPM[1])
     candidates = TEMPO_GRID_BPM[inside]
     level = sum(np.interp(np.log(candidates * k), log_grid, agreement, left=0, right=0)
                 for k in TEMPO_METRICAL_LEVELS)
     best = candidates[np.argmax(level)]
-    octaves = [best * 2.0 ** k for k in range(-3, 4) if TEMPO_RANGE_BPM[0] <= best * 2.0 ** k <= TEMPO_RANGE_BPM[1]]
+    octaves = [float(best * 2.0**k) for k in range(-3, 4)
+               if TEMPO_RANGE_BPM[0] <= best * 2.0**k <= TEMPO_RANGE_BPM[1]]
+    return envelope, octaves, _autocorrelation_salience(envelope)
 
-    def salience(bpm: float) -> float:
-        prior = math.exp(-0.5 * (math.log2(bpm / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2)
-        return float(np.interp(math.log(bpm), log_grid, autocorrelation)) * prior
 
-    return float(max(octaves, key=salience))
+def octave_salience(autocorrelation: np.ndarray, bpm: float) -> float:
+    """How strongly the median envelope's autocorrelation, weighted by the tempo prior, says `bpm` is the beat: the
+    octave with the most is the tempo."""
+    return float(np.interp(math.log(bpm), np.log(TEMPO_GRID_BPM), autocorrelation)) * tempo_prior(bpm)
+
+
+def tempo_prior(bpm: float) -> float:
+    """The log-normal prior over beats: TEMPO_PRIOR_BPM ± TEMPO_PRIOR_OCTAVES, 1 at its centre."""
+    return math.exp(-0.5 * (math.log2(bpm / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2)
 
 
 def effective_pitch_classes(chroma: np.ndarray) -> float:
