@@ -59,7 +59,8 @@ def _write_prompts(args, output: str, overwrite: bool):
     llm = LLMSettings(args.llm, args.llm_model or "", args.llm_base_url, timeout=args.llm_timeout,
                       concurrency=args.llm_concurrency) if args.llm else None
     document = write_prompts_file(args.audio, output, plan, allow_pickle=args.allow_pickle, text_model=args.text_model,
-                                  llm=llm, overwrite=overwrite, progress=not args.quiet,
+                                  llm=llm, overwrite=overwrite, jobs=args.jobs,
+                                  cache_analyses=not args.no_analysis_cache, progress=not args.quiet,
                                   progress_interval=args.progress_interval)
     print(f"prompts: {len(document.samples) - document.skipped} samples, {document.prompt_count} prompts, "
           f"{document.skipped} skipped -> {output}")

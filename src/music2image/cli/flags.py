@@ -18,6 +18,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _jobs(text: str) -> int | None:
+    return None if text == "auto" else _positive_int(text)
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -135,6 +139,11 @@ def add_prompt_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-timeout", type=_float, default=60.0, metavar="SECONDS",
                    help="seconds per request before it is retried (default: %(default)s)")
     p.add_argument("--llm-concurrency", type=_int, default=4, metavar="N", help="requests in flight at once (default: %(default)s)")
+    p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                   help="processes analysing audio at once; auto: one per CPU, as free memory allows (default: auto)")
+    p.add_argument("--no-analysis-cache", action="store_true",
+                   help="do not keep each file's analysis beside the prompts file (OUTPUT_STEM.analysis-cache.jsonl), "
+                        "which lets an interrupted run resume without analysing again")
 
 
 def settings_from_args(args) -> GenerationSettings:

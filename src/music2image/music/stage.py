@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -22,9 +23,10 @@ import numpy as np
 
 from ..version import __version__
 from ..errors import AudioInputError
-from .features import AudioProblem, MusicalFeatures, analyse
+from .analysis import AnalysisCache, Problem, analyse_sources, auto_jobs, cache_path_for
+from .features import AudioProblem, MusicalFeatures
 from .mapping import Emotion, distinct_descriptors, emotion_of, mood_label
-from .sources import AnalysedAudio, Source, collect_sources, load_source
+from .sources import AnalysedAudio, Source, collect_sources
 from ..progress import tracked
 from .llm import LLMSettings, LLMWriter, with_cache_next_to
 from .writer import TransformersWriter, VocabularyWriter, clip_token_count
@@ -184,30 +186,39 @@ def sample_prompts(features: MusicalFeatures, sample_idx: int, plan: PromptPlan,
     return emotion, prompts
 
 
-def iter_samples(sources: list[Source], plan: PromptPlan, writer) -> Iterator[SampleRecord]:
-    for sample_idx, source in enumerate(sources):
-        meta = None
-        try:
-            audio, rate, analysed, meta = load_source(source)
-            features = analyse(audio, rate)
-            del audio  # an excerpt of up to five minutes: not kept past its analysis
-            emotion, prompts = sample_prompts(features, sample_idx, plan, writer)
-        except AudioProblem as exc:
-            log.warning("skipping %s: %s", source.name, exc)
-            yield SampleRecord(sample_idx, source.name, audio_meta=meta, error=str(exc))
-            continue
-        if not analysed.whole:
-            log.info("%s: %.0f s long; analysed %d windows of %.0f s", source.name, analysed.source_seconds,
-                     len(analysed.windows), analysed.windows[0][1])
-        yield SampleRecord(sample_idx, source.name, meta, analysed, features, emotion, tuple(prompts))
+def iter_samples(sources: list[Source], plan: PromptPlan, writer, jobs: int = 1,
+                 cache: AnalysisCache | None = None) -> Iterator[SampleRecord]:
+    analyses = analyse_sources(sources, jobs, cache)
+    with closing(analyses):  # a stop while prompts are written still keeps the analyses the workers are finishing
+        for sample_idx, (source, analysis) in enumerate(zip(sources, analyses)):
+            if isinstance(analysis, Problem):
+                log.warning("skipping %s: %s", source.name, analysis.reason)
+                yield SampleRecord(sample_idx, source.name, audio_meta=analysis.meta, error=analysis.reason)
+                continue
+            try:
+                emotion, prompts = sample_prompts(analysis.features, sample_idx, plan, writer)
+            except AudioProblem as exc:  # the writer could not write this sample (llm.SampleWritingProblem)
+                log.warning("skipping %s: %s", source.name, exc)
+                yield SampleRecord(sample_idx, source.name, audio_meta=analysis.meta, error=str(exc))
+                continue
+            analysed = analysis.analysed
+            if not analysed.whole:
+                log.info("%s: %.0f s long; analysed %d windows of %.0f s", source.name, analysed.source_seconds,
+                         len(analysed.windows), analysed.windows[0][1])
+            yield SampleRecord(sample_idx, source.name, analysis.meta, analysed, analysis.features, emotion,
+                               tuple(prompts))
 
 
 def build_prompts(inputs: list[str | os.PathLike], plan: PromptPlan | None = None, *, allow_pickle: bool = False,
                   text_model: str | None = None, llm: LLMSettings | None = None, writer=None,
+                  jobs: int | None = None, analysis_cache: str | os.PathLike | None = None,
                   progress: bool = False, progress_interval: float = 30.0) -> PromptsDocument:
     """The typed prompts document for `inputs` (files, folders, .npy datasets). `writer` (anything with `name` and
     `write(descriptors, temperature, rng) -> (text, descriptors)`) overrides the default vocabulary writer; with
     `llm`, a chat model writes the text (answers cached in `llm.cache_dir`, or in memory when that is None).
+    `jobs`: processes analysing the audio (None: one per CPU, as memory allows; the result is the same for any
+    number). `analysis_cache`: a JSON-lines file where each analysis is kept as it is made, so that a second call
+    (after an interruption, or with another plan) analyses only what it lacks (analysis.py).
     `progress`: a bar on a terminal, else a log line every `progress_interval` seconds and at each tenth."""
 
     plan = (plan or PromptPlan()).validate()
@@ -220,8 +231,16 @@ def build_prompts(inputs: list[str | os.PathLike], plan: PromptPlan | None = Non
     sources = collect_sources(inputs, allow_pickle)
     if llm is not None:
         writer.probe()  # a bad key, model or URL stops here, before minutes of audio analysis
-    samples = list(tracked(iter_samples(sources, plan, writer), len(sources), what="files", unit="file",
-                           show=progress, interval=progress_interval))
+    if jobs is not None and jobs < 1:
+        raise AudioInputError(f"jobs must be at least 1, got {jobs}")
+    cache = AnalysisCache(None if analysis_cache is None else Path(analysis_cache))
+    if len(cache):
+        log.info("%s: %d analyses kept from an earlier run", analysis_cache, len(cache))
+    try:
+        samples = list(tracked(iter_samples(sources, plan, writer, jobs or auto_jobs(len(sources)), cache),
+                               len(sources), what="files", unit="file", show=progress, interval=progress_interval))
+    finally:
+        cache.close()
     return PromptsDocument(plan, writer.name, samples, writer.metadata() if llm is not None else None)
 
 
@@ -232,11 +251,13 @@ def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = No
 
 def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLike, plan: PromptPlan | None = None, *,
                        allow_pickle: bool = False, text_model: str | None = None, llm: LLMSettings | None = None,
-                       writer=None, overwrite: bool = False, progress: bool = False,
-                       progress_interval: float = 30.0) -> PromptsDocument:
+                       writer=None, overwrite: bool = False, jobs: int | None = None, cache_analyses: bool = True,
+                       progress: bool = False, progress_interval: float = 30.0) -> PromptsDocument:
     """Analyse `inputs` and write the visual-prompts file atomically. The same inputs and settings give the same
-    bytes, so re-running is harmless; a different existing file is kept unless `overwrite`. With `llm`, its
-    answers are cached beside the file (OUTPUT_STEM.llm-cache/) unless `llm.cache_dir` says where."""
+    bytes, so re-running is harmless; a different existing file is kept unless `overwrite`. Each analysis is kept
+    beside the file as it is made (OUTPUT_STEM.analysis-cache.jsonl, unless not `cache_analyses`), so an
+    interrupted call resumes. With `llm`, its answers are cached beside the file (OUTPUT_STEM.llm-cache/) unless
+    `llm.cache_dir` says where."""
     from ..outputs import atomic_write_bytes
     from ..prompts import load_prompts
 
@@ -248,6 +269,7 @@ def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLik
     if llm is not None:
         llm = with_cache_next_to(llm, output)
     document = build_prompts(inputs, plan, allow_pickle=allow_pickle, text_model=text_model, llm=llm, writer=writer,
+                             jobs=jobs, analysis_cache=cache_path_for(output) if cache_analyses else None,
                              progress=progress, progress_interval=progress_interval)
     as_json = document.as_dict()
     load_prompts(as_json)  # the image stage's own loader must accept what we write

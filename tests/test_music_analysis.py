@@ -1,0 +1,157 @@
+"""Many sources: analysed in worker processes with the same result, and kept on disk as they are analysed, so that an
+interrupted `prompts` resumes without analysing again (music/analysis.py)."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import read_json, run_cli
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+from synth import noise_bursts, progression, silence, write_wav  # noqa: E402
+
+from music2image.music import analysis, write_prompts_file  # noqa: E402
+from music2image.music.writer import VocabularyWriter  # noqa: E402
+
+RATE = 11025
+
+
+@pytest.fixture
+def songs(workdir):
+    folder = workdir / "music"
+    folder.mkdir()
+    for i, (tonic, mode, bpm) in enumerate([(60, "major", 140), (57, "minor", 80), (62, "major", 110),
+                                            (55, "minor", 96), (64, "major", 120)]):
+        write_wav(folder / f"{i:02d}.wav", progression(tonic, mode, bpm, 4, rate=RATE), rate=RATE)
+    write_wav(folder / "05_silence.wav", silence(2))
+    write_wav(folder / "06_noise.wav", noise_bursts(3))
+    return folder
+
+
+@pytest.fixture
+def analysed(monkeypatch) -> list:
+    """The clips analyse() is called on in this process, by duration (it runs as before)."""
+    calls, real = [], analysis.analyse
+
+    def counting(audio, rate):
+        calls.append(round(len(audio) / rate, 2))
+        return real(audio, rate)
+
+    monkeypatch.setattr(analysis, "analyse", counting)
+    return calls
+
+
+def test_workers_write_the_same_bytes_and_a_rerun_analyses_nothing(songs, workdir, analysed):
+    assert run_cli("prompts", "music", "--output", "one.json", "--jobs", "1", "--quiet") == 0
+    assert len(analysed) == 7
+    assert run_cli("prompts", "music", "--output", "two.json", "--jobs", "2", "--quiet") == 0
+    assert len(analysed) == 7  # in the workers, not here
+    assert (workdir / "one.json").read_bytes() == (workdir / "two.json").read_bytes()
+    samples = read_json(workdir / "two.json")["samples"]
+    lines = (workdir / "two.analysis-cache.jsonl").read_text().splitlines()
+    assert samples[5]["error"].startswith("silent") and len(lines) == 6  # a failure is not kept: the file may change
+    assert {json.loads(line)["features"]["key"] for line in lines} == {s["musical_features"]["key"] for s in samples
+                                                                       if "error" not in s}
+
+    analysed.clear()
+    assert run_cli("prompts", "music", "--output", "two.json", "--jobs", "2", "--quiet") == 0  # same bytes: no error
+    assert analysed == [2.0]  # the silent file only: fewer than two to analyse, so no workers either
+    assert (workdir / "one.json").read_bytes() == (workdir / "two.json").read_bytes()
+
+
+def test_an_edited_file_is_analysed_again_and_the_others_are_not(songs, workdir, analysed):
+    from music2image.music.features import analyse
+
+    before = write_prompts_file(["music"], "p.json", jobs=1).samples[1].features
+    edited = progression(66, "major", 150, 5, rate=RATE)
+    write_wav(songs / "01.wav", edited, rate=RATE)
+    analysed.clear()
+    after = write_prompts_file(["music"], "p.json", jobs=1, overwrite=True).samples[1].features
+    assert sorted(analysed) == [2.0, 5.0]  # the silent file and the edited one
+    assert after != before and after == analyse(*soundfile.read(str(songs / "01.wav"), dtype="float32"))
+
+
+def test_a_hostile_cache_line_is_analysed_again_and_the_result_is_unchanged(songs, workdir, analysed, caplog):
+    write_prompts_file(["music"], "p.json", jobs=1)
+    expected = (workdir / "p.json").read_bytes()
+    cache = workdir / "p.analysis-cache.jsonl"
+    lines = cache.read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    entries[1]["features"]["tempo"] = "fast"
+    entries[2]["features"]["key"] = "C" * 10_000
+    entries[3]["analysed"]["windows"] = [[0, float("inf")]]
+    hostile = [lines[0][: len(lines[0]) // 2], json.dumps(entries[1]), json.dumps(entries[2]),
+               json.dumps(entries[3]).replace("Infinity", "1e999"), "\x00\xff garbage", lines[4], lines[5],
+               json.dumps({**entries[4], "key": "f" * 64}), "[]", "{" * 100_000]
+    cache.write_bytes("\n".join(hostile).encode("utf-8", "surrogateescape"))
+    analysed.clear()
+    write_prompts_file(["music"], "p.json", jobs=1)  # the same bytes again, or it would refuse to overwrite
+    assert (workdir / "p.json").read_bytes() == expected
+    assert len(analysed) == 5  # the silent file and the four whose lines were spoilt
+    assert "7 line(s) are not analyses of this version" in caplog.text
+
+
+def test_a_cache_that_is_a_link_is_refused_before_any_analysis(songs, workdir, analysed, capsys):
+    elsewhere = workdir / "precious.txt"
+    elsewhere.write_text("keep me")
+    (workdir / "out").mkdir()
+    (workdir / "out" / "p.analysis-cache.jsonl").symlink_to(elsewhere)
+    assert run_cli("prompts", "music", "--output", "out/p.json", "--jobs", "1") == 2
+    assert "symbolic link" in capsys.readouterr().err
+    assert elsewhere.read_text() == "keep me" and not (workdir / "out" / "p.json").exists() and not analysed
+
+
+class _InterruptingWriter(VocabularyWriter):
+    """Ctrl-C while the third sample's prompts are written."""
+
+    def __init__(self):
+        super().__init__()
+        self.written = 0
+
+    def write(self, descriptors, temperature, rng):
+        self.written += 1
+        if self.written == 11:
+            raise KeyboardInterrupt
+        return super().write(descriptors, temperature, rng)
+
+
+def test_an_interrupted_run_keeps_what_the_workers_analysed_and_resumes(songs, workdir, analysed):
+    with pytest.raises(KeyboardInterrupt):
+        write_prompts_file(["music"], "p.json", jobs=2, writer=_InterruptingWriter())
+    assert not (workdir / "p.json").exists()
+    kept = len((workdir / "p.analysis-cache.jsonl").read_text().splitlines())
+    assert 3 <= kept <= 6  # the three samples reached, and whatever was running then
+    assert run_cli("prompts", "music", "--output", "p.json", "--jobs", "1", "--quiet") == 0
+    assert len(analysed) == 7 - kept  # the silent file is never kept
+    write_prompts_file(["music"], "fresh.json", jobs=1, cache_analyses=False)
+    assert (workdir / "p.json").read_bytes() == (workdir / "fresh.json").read_bytes()
+    assert not (workdir / "fresh.analysis-cache.jsonl").exists()
+
+
+def test_dataset_records_go_to_the_workers_and_a_bad_one_keeps_its_metadata(workdir):
+    records = [{"audio": progression(57 + i, "minor", 80 + 10 * i, 4, rate=16000), "audio_meta": {"id": i}}
+               for i in range(3)]
+    records.append({"audio": np.zeros(16000, dtype=np.float32), "audio_meta": {"id": 3}})
+    records.append({"no audio": True})
+    np.save(workdir / "dataset.npy", np.array(records, dtype=object), allow_pickle=True)
+    for jobs, name in (("1", "one.json"), ("2", "two.json")):
+        assert run_cli("prompts", "dataset.npy", "--allow-pickle", "--jobs", jobs, "--output", name, "--quiet") == 0
+    assert (workdir / "one.json").read_bytes() == (workdir / "two.json").read_bytes()
+    samples = read_json(workdir / "two.json")["samples"]
+    assert [s.get("audio_meta") for s in samples] == [{"id": 0}, {"id": 1}, {"id": 2}, {"id": 3}, None]
+    assert "silent" in samples[3]["error"] and "no 'audio'" in samples[4]["error"]
+
+
+@pytest.mark.parametrize("value, message", [("0", "must be 1 or more"), ("two", "is not a whole number")])
+def test_a_wrong_jobs_value_is_a_usage_error(value, message, songs, workdir, capsys):
+    assert run_cli("prompts", "music", "--jobs", value, "--output", "p.json") == 2
+    assert message in capsys.readouterr().err and not (workdir / "p.json").exists()
+
+
+def test_auto_jobs_gives_each_worker_several_files_and_stays_within_the_cpus():
+    assert analysis.auto_jobs(1) == analysis.auto_jobs(2 * analysis.FILES_PER_WORKER - 1) == 1
+    assert 1 <= analysis.auto_jobs(10**6) <= len(os.sched_getaffinity(0))
