@@ -13,8 +13,8 @@ doubled (a beat tracker's octave error). Prints a table and one JSON line:
 - moods: mood labels over the set; angry_after_doubling: slow (< 90 BPM) minor clips labelled angry once their tempo
   is doubled;
 - minor_top_palette_share / minor_dark_palette_share: palettes of minor clips' prompts (dark: lightness ≤ 0.35);
-  major_top_palette_share / major_light_palette_share: the same for major clips (light: lightness ≥ 0.6); the
-  commonest palette's share should stay ≤ 0.35 in each mode (music of one mode but different sound, different colours).
+  major_top_palette_share / major_dark_palette_share: the same for major clips (whose dark share should stay near 0);
+  the commonest palette's share should stay ≤ 0.35 in each mode (one mode, another sound: another palette).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def measure(all_features: list) -> dict:
         "minor_top_palette_share": _top_share(palettes["minor"]),
         "minor_dark_palette_share": _share(palettes["minor"], lambda lightness: lightness <= 0.35),
         "major_top_palette_share": _top_share(palettes["major"]),
-        "major_light_palette_share": _share(palettes["major"], lambda lightness: lightness >= 0.6),
+        "major_dark_palette_share": _share(palettes["major"], lambda lightness: lightness <= 0.35),
     }
 
 
