@@ -182,3 +182,30 @@ def test_brighter_music_gets_lighter_palettes_and_louder_music_more_saturated_on
         levels = [PALETTES[phrase][axis] for phrase in chosen]
         assert levels == sorted(levels) and len(set(chosen)) >= 3, (tonality, cue, chosen)
 
+
+def noise(kind: str, seed: int, seconds: float = 5.0, dbfs: float = -25.0) -> np.ndarray:
+    """White or pink (1/f power) Gaussian noise at `dbfs` RMS, at the analysis rate."""
+    from music2image.music.features import SAMPLE_RATE
+
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal(int(seconds * SAMPLE_RATE))
+    if kind == "pink":
+        spectrum = np.fft.rfft(white)
+        spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))
+        white = np.fft.irfft(spectrum, white.size)
+    return (white * 10 ** (dbfs / 20) / np.sqrt(np.mean(white**2))).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["white", "pink"])
+def test_noise_is_neither_energetic_nor_happy(kind):
+    """onset_detect finds 1-4 onsets a second in noise, which has no notes: as onset density they made hiss and rain
+    'energetic' (arousal 0.3-0.4), and white noise's flat chroma sometimes fitted a key with a clear mode ('sad').
+    Noise has no pulse and no key: its mood is neutral."""
+    from music2image.music.features import analyse
+    from music2image.music.mapping import NEUTRAL_AROUSAL
+
+    for seed in range(6):
+        clip = analyse(noise(kind, seed))
+        emotion = emotion_of(clip)
+        assert mood_label(emotion) in ("neutral", "calm"), (seed, clip, emotion)
+        assert abs(emotion.arousal) < NEUTRAL_AROUSAL, (seed, emotion)
