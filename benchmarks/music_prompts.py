@@ -12,7 +12,9 @@ doubled (a beat tracker's octave error). Prints a table and one JSON line:
 - samples_with_identical_prompts (goal 0);
 - moods: mood labels over the set; angry_after_doubling: slow (< 90 BPM) minor clips labelled angry once their tempo
   is doubled;
-- minor_top_palette_share / minor_dark_palette_share: palettes of minor clips' prompts (dark: lightness ≤ 0.35).
+- minor_top_palette_share / minor_dark_palette_share: palettes of minor clips' prompts (dark: lightness ≤ 0.35);
+  major_top_palette_share / major_dark_palette_share: the same for major clips (whose dark share should stay near 0);
+  the commonest palette's share should stay ≤ 0.35 in each mode (one mode, another sound: another palette).
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ def prompts_of(features, sample_idx: int, plan):
 def measure(all_features: list) -> dict:
     from music2image.music import PromptPlan
     from music2image.music.mapping import (
-        PALETTES,
         SLOT_ORDER,
         best_descriptors,
         descriptor_distance,
@@ -51,15 +52,15 @@ def measure(all_features: list) -> dict:
     )
 
     plan = PromptPlan()
-    subjects, moods, minor_palettes = Counter(), Counter(), Counter()
+    subjects, moods = Counter(), Counter()
+    palettes = {"major": Counter(), "minor": Counter()}
     at_best = slots = duplicates = 0
     near, far = [], []
     for sample_idx, features in enumerate(all_features):
         emotion, prompts = prompts_of(features, sample_idx, plan)
         moods[mood_label(emotion)] += 1
         subjects.update(p.descriptors["subject"] for p in prompts)
-        if features.tonality == "minor":
-            minor_palettes.update(p.descriptors["palette"] for p in prompts)
+        palettes[features.tonality].update(p.descriptors["palette"] for p in prompts)
         texts = [p.visual_prompt for p in prompts]
         duplicates += len(set(texts)) < len(texts)
         best = best_descriptors(emotion, not features.mode_is_clear)
@@ -72,7 +73,6 @@ def measure(all_features: list) -> dict:
     doubled = [f for f in all_features if f.tonality == "minor" and f.tempo and f.tempo < 90]
     angry_after = sum(mood_label(prompts_of(replace(f, tempo=2 * f.tempo), 0, plan)[0]) == "angry" for f in doubled)
     total = sum(subjects.values())
-    minor_total = sum(minor_palettes.values()) or 1
     return {
         "clips": len(all_features),
         "subjects_used": len(subjects),
@@ -86,9 +86,24 @@ def measure(all_features: list) -> dict:
         "moods": dict(moods.most_common()),
         "slow_minor_clips": len(doubled),
         "angry_after_doubling": angry_after,
-        "minor_top_palette_share": minor_palettes.most_common(1)[0][1] / minor_total if minor_palettes else 0.0,
-        "minor_dark_palette_share": sum(n for p, n in minor_palettes.items() if PALETTES[p][0] <= 0.35) / minor_total,
+        "minor_top_palette_share": _top_share(palettes["minor"]),
+        "minor_dark_palette_share": _share(palettes["minor"], lambda lightness: lightness <= 0.35),
+        "major_top_palette_share": _top_share(palettes["major"]),
+        "major_dark_palette_share": _share(palettes["major"], lambda lightness: lightness <= 0.35),
     }
+
+
+def _top_share(counts: Counter) -> float:
+    """The commonest phrase's share of `counts` (0 when empty)."""
+    return counts.most_common(1)[0][1] / sum(counts.values()) if counts else 0.0
+
+
+def _share(palettes: Counter, lightness_test) -> float:
+    """The share of the palettes whose lightness passes `lightness_test` (0 when empty)."""
+    from music2image.music.vocabulary import PALETTES
+
+    total = sum(palettes.values())
+    return sum(n for p, n in palettes.items() if lightness_test(PALETTES[p][0])) / total if total else 0.0
 
 
 def main() -> None:

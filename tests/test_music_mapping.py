@@ -147,3 +147,65 @@ def test_every_cell_of_the_plane_has_four_distinct_scenes():
     assert set(SUBJECT_SCENES) == {(v, a) for v in (-0.7, -0.42, -0.14, 0.14, 0.42, 0.7)
                                    for a in (-0.6, -0.3, 0.0, 0.3, 0.6)}
     assert len(SUBJECTS) == len(SUBJECT_ELEVATIONS) * len(SUBJECT_SCENES)  # no scene written twice
+
+
+@pytest.mark.parametrize("tonality", ["major", "minor"])
+def test_music_of_one_mode_still_gets_many_palettes(tonality):
+    """Palettes followed valence and arousal only, which music of one mode shares: one palette took two thirds of the
+    minor chorales' prompts (0.70 of this set's minor clips' prompts, 0.34 of its major ones'). Their sound must spread
+    them, and minor music must stay dark."""
+    from music2image.music.mapping import PALETTES
+
+    counts: dict[str, int] = {}
+    for sample_idx, clip in enumerate(c for c in chorale_like_set() if c.tonality == tonality):
+        for prompt in sample_prompts(clip, sample_idx, PromptPlan(), VocabularyWriter())[1]:
+            counts[prompt.descriptors["palette"]] = counts.get(prompt.descriptors["palette"], 0) + 1
+    total = sum(counts.values())
+    assert max(counts.values()) / total <= 0.30, sorted(counts.items(), key=lambda kv: -kv[1])[:4]
+    dark = sum(n for phrase, n in counts.items() if PALETTES[phrase][0] <= 0.35) / total
+    assert dark >= 0.85 if tonality == "minor" else dark <= 0.1, dark
+
+
+@pytest.mark.parametrize("tonality", ["major", "minor"])
+def test_brighter_music_gets_lighter_palettes_and_louder_music_more_saturated_ones(tonality):
+    """Crossmodal correspondences: brighter sounds match lighter colours (Marks 1987), louder ones more saturated
+    colours (Hamilton-Fletcher et al. 2017). The same mood played darker or brighter, softer or louder."""
+    from music2image.music.mapping import PALETTES
+
+    best_plan = PromptPlan(convergent=1, divergent=0, convergent_temperature=0.0)
+    for cue, values, axis in (("brightness", (900.0, 1700.0, 2500.0, 3300.0), 0),
+                              ("loudness", (-35.0, -28.0, -21.0, -14.0), 1)):
+        chosen = []
+        for value in values:
+            clip = features(tonality, tempo=92.0, onsets=2.4, confidence=0.25, **{cue: value})
+            chosen.append(sample_prompts(clip, 0, best_plan, VocabularyWriter())[1][0].descriptors["palette"])
+        levels = [PALETTES[phrase][axis] for phrase in chosen]
+        assert levels == sorted(levels) and len(set(chosen)) >= 3, (tonality, cue, chosen)
+
+
+def noise(kind: str, seed: int, seconds: float = 5.0, dbfs: float = -25.0) -> np.ndarray:
+    """White or pink (1/f power) Gaussian noise at `dbfs` RMS, at the analysis rate."""
+    from music2image.music.features import SAMPLE_RATE
+
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal(int(seconds * SAMPLE_RATE))
+    if kind == "pink":
+        spectrum = np.fft.rfft(white)
+        spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))
+        white = np.fft.irfft(spectrum, white.size)
+    return (white * 10 ** (dbfs / 20) / np.sqrt(np.mean(white**2))).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["white", "pink"])
+def test_noise_is_neither_energetic_nor_happy(kind):
+    """onset_detect finds 1-4 onsets a second in noise, which has no notes: as onset density they made hiss and rain
+    'energetic' (arousal 0.3-0.4), and white noise's flat chroma sometimes fitted a key with a clear mode ('sad').
+    Noise has no pulse and no key: its mood is neutral."""
+    from music2image.music.features import analyse
+    from music2image.music.mapping import NEUTRAL_AROUSAL
+
+    for seed in range(6):
+        clip = analyse(noise(kind, seed))
+        emotion = emotion_of(clip)
+        assert mood_label(emotion) in ("neutral", "calm"), (seed, clip, emotion)
+        assert abs(emotion.arousal) < NEUTRAL_AROUSAL, (seed, emotion)

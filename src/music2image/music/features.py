@@ -99,6 +99,12 @@ CLEAR_MODE_MARGIN = 0.05
 # classes, exp(entropy) of the clip's mean chroma (Hill's diversity of order 1): 1.2 for that sine, 10–11 for the
 # rendered chorales of tests/data (chroma_cqt spreads every note over its neighbours).
 MIN_PITCH_CLASSES = 3.0
+# Nor is a flat chroma a key: white noise's mean chroma is even to within ±3 %, and its correlation with the
+# profiles (random wiggles) reached 0.59-0.76 in 1 of 3 clips, with a mode margin up to 0.19. Its effective count
+# is 11.95-11.97 (pink 11.85-11.95, brown 11.6-11.8, from 1 to 30 s), music's at most 11.50 on the tuning and check
+# draws (173 clips, seeds 2027 and 2028; median 10.4). Above MAX_PITCH_CLASSES the clip has no key: 12 minus it,
+# the chroma's contrast, is then 0.25, half music's least (0.50) and 1.7x white and pink noise's most (0.15).
+MAX_PITCH_CLASSES = 11.75
 # On a short clip the constant-Q chroma smears: its low octaves' filters are longer than the clip (padded), and the
 # sine at A4 counts 3.1 pitch classes at 0.5 s, 5.1 at 0.2 s (2.5 at 0.8 s, 1.8 at 1.5 s): a clear mode again. A
 # short-time Fourier chroma (4096 samples, 186 ms) does not smear with length (the sine: 2.1-2.3 from 0.2 to 3 s, a
@@ -304,7 +310,8 @@ def estimate_key(chroma: np.ndarray, pitch_classes: float) -> tuple[str, str, fl
 
     Returns (tonic, "major"/"minor", mode confidence, key strength): the confidence is how much better the best key
     of the winning mode fits than the best key of the other mode (0 when the key strength is too low to mean anything,
-    or the clip sounds fewer than MIN_PITCH_CLASSES `pitch_classes`, as analyse counts them).
+    or the clip sounds fewer than MIN_PITCH_CLASSES or more than MAX_PITCH_CLASSES `pitch_classes`, as analyse
+    counts them).
     """
     profile = chroma.mean(axis=1)
     if not np.any(profile > 0) or np.allclose(profile, profile[0]):
@@ -315,7 +322,7 @@ def estimate_key(chroma: np.ndarray, pitch_classes: float) -> tuple[str, str, fl
 
     major, minor = fits(MAJOR_TEMPLATE), fits(MINOR_TEMPLATE)
     strength = float(max(major.max(), minor.max()))
-    has_key = strength >= MIN_KEY_STRENGTH and pitch_classes >= MIN_PITCH_CLASSES
+    has_key = strength >= MIN_KEY_STRENGTH and MIN_PITCH_CLASSES <= pitch_classes <= MAX_PITCH_CLASSES
     margin = float(abs(major.max() - minor.max())) if has_key else 0.0
     if major.max() >= minor.max():
         return NOTE_NAMES[int(major.argmax())], "major", margin, strength

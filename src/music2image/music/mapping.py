@@ -7,7 +7,8 @@
 2. Emotion → colour. Palmer, Schloss, Xu & Prado-León (2013, PNAS 110:8836) found that people match faster music
    in major keys with lighter, more saturated, yellower (warmer) colours, and slower minor music with darker,
    desaturated, bluer ones, and that emotion mediates the match. So palette lightness/saturation/warmth follow
-   valence and arousal.
+   valence and arousal, and two sound cues directly, as crossmodal correspondences tie them: brightness → lightness,
+   loudness → saturation (PALETTE_WEIGHTS), so that music of one mood but another sound gets another palette.
 3. Descriptors. Every slot (subject, palette, light, motion, texture, composition, medium, mood) holds phrases placed
    in that space (vocabulary.py); subjects also by elevation, which follows brightness, so that music of one mood
    still gets scenes that differ with its sound. A phrase's score is its closeness to the clip's target. Sampling
@@ -57,8 +58,15 @@ def cues(features: MusicalFeatures) -> dict[str, float]:
         "mode": mode,
         "loudness": _clip((features.loudness_dbfs + 25.0) / 15.0),  # -40 → -1, -10 dBFS → +1
         "brightness": _clip((features.brightness_hz - 2000.0) / 1500.0),  # 500 → -1, 3500 Hz → +1
-        "onsets": _clip((features.onset_rate - 2.5) / 2.5),  # 0 → -1, 5 onsets/s → +1
+        "onsets": _clip((features.onset_rate - 2.5) / 2.5) if has_notes(features) else 0.0,  # 0 → -1, 5/s → +1
     }
+
+
+def has_notes(features: MusicalFeatures) -> bool:
+    """Whether the clip's onsets are notes: it has a pulse (a tempo) or a key. Onset density stands for articulation,
+    how many notes a second (Eerola et al. 2013); onset_detect also finds 1-4 a second in white and pink noise (rain,
+    wind, hiss), which has neither, and those made noise 'energetic'. Without notes the cue is neutral."""
+    return features.tempo is not None or features.mode_confidence > 0
 
 
 TEMPO_AROUSAL_WEIGHT = 0.25
@@ -72,14 +80,35 @@ def emotion_of(features: MusicalFeatures) -> Emotion:
     valence = _clip(0.55 * c["mode"] + 0.2 * c["tempo"] + 0.15 * c["brightness"] + 0.1 * c["loudness"])
     arousal = _clip(TEMPO_AROUSAL_WEIGHT * c["tempo"] + 0.3 * c["onsets"] + 0.25 * c["loudness"]
                     + 0.2 * c["brightness"])
+    lightness, saturation, warmth = 0.5 + PALETTE_WEIGHTS @ np.array([valence, arousal, c["brightness"], c["loudness"]])
     return Emotion(
         valence=valence,
         arousal=arousal,
-        lightness=0.5 + 0.3 * valence + 0.1 * arousal,
-        saturation=0.5 + 0.3 * arousal + 0.15 * valence,
-        warmth=0.5 + 0.3 * valence + 0.15 * arousal,
+        lightness=float(lightness),
+        saturation=float(saturation),
+        warmth=float(warmth),
         elevation=c["brightness"],  # pitch height → height in space (Parise et al. 2014; vocabulary.py)
     )
+
+
+# The palette's target: lightness, saturation, warmth (rows) from valence, arousal, brightness, loudness (columns).
+# Emotion mediates the match (Palmer et al. 2013): happier → lighter and yellower, more aroused → more saturated.
+# With emotion alone the targets of music of one mode lay on one line (valence and arousal share tempo and
+# brightness): on the tuning draw (seed 2027) minor clips' targets spread by 0.05 in lightness and one palette took
+# two thirds of their prompts. So two sound cues also act directly, each on the colour dimension the crossmodal
+# literature ties it to most: timbral brightness → lightness (pitch and brightness match lighter colours: Marks 1987,
+# J Exp Psychol HPP 13:384; review Spence 2011, Atten Percept Psychophys 73:971), loudness → saturation (louder tones
+# match more chromatic colours at equal lightness: Hamilton-Fletcher, Witzel, Reby & Ward 2017, Multisensory Research
+# 30:337). Music of one mood but a darker or brighter, softer or louder sound then gets another palette.
+# The emotion columns are the weights used before (chosen by hand after Palmer et al.'s direction of effects); the cue
+# columns were chosen on the tuning draw (2027): 0.2 × the brightness cue spans 0.17 of lightness between the 10th and
+# 90th percentile of its clips' timbres, about two steps between the dark palettes (vocabulary.PALETTES).
+PALETTE_WEIGHTS = np.array([
+    # valence, arousal, brightness, loudness
+    [0.30, 0.10, 0.20, 0.00],  # lightness
+    [0.15, 0.30, 0.00, 0.15],  # saturation
+    [0.30, 0.15, 0.00, 0.00],  # warmth
+])
 
 
 SLOT_ORDER = ("subject", "mood", "palette", "light", "motion", "texture", "composition", "medium")
@@ -88,6 +117,11 @@ SLOT_ORDER = ("subject", "mood", "palette", "light", "motion", "texture", "compo
 # most slots; 0.12 at T=0.8, where it is only 2× less likely, so divergent prompts wander. (A width fixed and the
 # logits divided by T, as before, left a third of convergent slots off the best phrase.)
 KERNEL_WIDTH = 0.15
+# Palettes lie closer together (about 0.1 apart where music lands, so that music of one mood has several to choose
+# from), so their kernel is narrower in proportion: a palette one step farther than the best is again 20× less likely
+# at T=0.4. At the emotion slots' width, convergent prompts kept the best palette in 0.53 of them (0.78 at this one),
+# and all their slots fell to 0.799 at the best phrase (tuning draw 2027; goal ≥ 0.80).
+PALETTE_KERNEL_WIDTH = 0.10
 
 
 def scores(slot: str, emotion: Emotion) -> tuple[list[str], np.ndarray]:
@@ -101,7 +135,8 @@ def scores(slot: str, emotion: Emotion) -> tuple[list[str], np.ndarray]:
         points = np.array([EMOTION_SLOTS[slot][p] for p in phrases]) / 2
         target = np.array([emotion.valence, emotion.arousal, emotion.elevation][: points.shape[1]]) / 2
     distance2 = ((points - target) ** 2).sum(axis=1)
-    return phrases, -distance2 / (2 * KERNEL_WIDTH**2)
+    width = PALETTE_KERNEL_WIDTH if slot == "palette" else KERNEL_WIDTH
+    return phrases, -distance2 / (2 * width**2)
 
 
 def choose(phrases: list[str], score: np.ndarray, temperature: float, rng: np.random.Generator) -> str:
