@@ -34,23 +34,20 @@ def synthesise(folder: Path, clips: int, seconds: float) -> None:
     import soundfile
 
     rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * RATE)) / RATE
+    size = int(seconds * RATE)
     for index in range(clips):
         bpm, tonic, minor = rng.uniform(60, 160), rng.integers(48, 60), rng.random() < 0.5
-        beat = 60.0 / bpm
-        audio = np.zeros_like(t)
-        for bar, degree in enumerate([0, 5, 7, 0] * int(seconds / (4 * beat) + 1)):
-            start = bar * 4 * beat
-            if start >= seconds:
-                break
+        beat = int(60.0 / bpm * RATE)
+        decay = np.exp(-np.arange(beat) / RATE * 3)
+        audio = np.zeros(size + beat)
+        for start in range(0, size, beat):  # one chord per bar of four beats: I, IV, V, I
+            degree = (0, 5, 7, 0)[(start // (4 * beat)) % 4]
             third = 3 if minor and degree != 7 else 4
+            t = np.arange(start, start + beat) / RATE
             for step in (0, third, 7):
                 hz = 440.0 * 2 ** ((tonic + degree + step - 69) / 12)
-                for strike in range(4):
-                    onset = start + strike * beat
-                    since = t - onset
-                    envelope = np.where(since >= 0, np.exp(-np.maximum(since, 0) * 3), 0.0)
-                    audio += envelope * sum(np.sin(2 * np.pi * hz * k * t) / k for k in (1, 2, 3))
+                audio[start:start + beat] += decay * sum(np.sin(2 * np.pi * hz * k * t) / k for k in (1, 2, 3))
+        audio = audio[:size]
         soundfile.write(str(folder / f"{index:03d}.wav"), (0.3 * audio / np.abs(audio).max()).astype(np.float32), RATE)
 
 

@@ -71,3 +71,12 @@ def test_the_resume_scale_benchmark_runs_every_phase_on_a_small_folder(workdir):
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith("this checkout")]
     assert [row[2] for row in rows] == ["plan", "resume", "verify", "legacy", "generate"]
     assert all(row[-1] == "50" for row in rows)  # every phase finds all 50 images finished
+
+
+def test_the_prompts_jobs_benchmark_finds_the_same_bytes_from_every_run(workdir):
+    out = run_subprocess([str(REPO / "benchmarks" / "prompts_jobs.py"), "--clips", "4", "--seconds", "5",
+                          "--jobs", "2"], cwd=workdir, timeout=600)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout.splitlines()[-1])
+    assert figures["same_bytes"] and figures["files"] == 4 and set(figures["runs"]) == {
+        "one process", "2 workers", "2 workers, keeping analyses", "again, every analysis kept"}
