@@ -40,3 +40,21 @@ def test_a_long_file_is_read_as_windows_spread_over_it_and_the_file_says_so(work
     assert samples[0]["analysed_audio"] == {"method": "windows", "source_seconds": 24.0, "windows": [
         [1.4, 2.0], [6.2, 2.0], [11.0, 2.0], [15.8, 2.0], [20.6, 2.0]]}
     assert len(samples[0]["prompts"]) == 5 and "analysed_audio" in samples[1]
+
+
+def test_hostile_audio_is_a_skipped_sample_with_its_reason_never_a_traceback(workdir, capsys):
+    music = progression(57, "minor", 80, 4)
+    write_wav(workdir / "ok.wav", music)
+    write_wav(workdir / "huge_floats.wav", music * 1e30, subtype="FLOAT")  # finite, but its RMS overflowed to inf
+    write_wav(workdir / "int_as_float.wav", music * 32767, subtype="FLOAT")  # integer PCM stored as floats
+    write_wav(workdir / "one_hertz.wav", music[:500], rate=1)  # 500 numbers read as 500 s of "music"
+    assert run_cli("prompts", "ok.wav", "huge_floats.wav", "int_as_float.wav", "one_hertz.wav", "--output",
+                   "p.json") == 0
+    assert "Traceback" not in capsys.readouterr().err
+    import json
+
+    samples = json.loads((workdir / "p.json").read_text())["samples"]
+    assert len(samples[0]["prompts"]) == 5
+    assert "far outside -1..1" in samples[1]["error"] and "far outside -1..1" in samples[2]["error"]
+    assert samples[3]["error"] == "sample rate 1 Hz is not supported (from 8000 to 384000)"
+

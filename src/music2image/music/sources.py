@@ -28,6 +28,9 @@ UPSTREAM_RATE = 16000  # the upstream dataset's .npy records hold 16 kHz audio
 MAX_ANALYSED_SECONDS = 300.0
 EXCERPT_WINDOWS = 5
 MAX_SAMPLE_RATE = 384_000  # the highest rate audio interfaces record; a header claiming more is not audio we read
+# The lowest rate audio is stored at (G.711 telephony). A header claiming less is wrong, not audio: a 1 Hz header made
+# 300 s of "music" from 300 numbers, resampled, and gave it prompts.
+MIN_SAMPLE_RATE = 8_000
 READ_BLOCK_FRAMES = 1 << 16  # frames read at a time, so a file with many channels costs little more than mono
 
 
@@ -70,6 +73,11 @@ def _described(spans: list[tuple[int, int]], total_frames: int, rate: int) -> An
     return AnalysedAudio(total_frames / rate, tuple((start / rate, frames / rate) for start, frames in spans))
 
 
+def _check_rate(rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioProblem(f"sample rate {rate} Hz is not supported (from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE})")
+
+
 def read_audio(path: Path) -> tuple[np.ndarray, int, AnalysedAudio]:
     """Mono float32 at the file's own rate (analyse() resamples), that rate, and which part was read."""
     import soundfile
@@ -77,8 +85,7 @@ def read_audio(path: Path) -> tuple[np.ndarray, int, AnalysedAudio]:
     try:
         with soundfile.SoundFile(str(path)) as audio_file:
             rate, total = audio_file.samplerate, audio_file.frames
-            if not 0 < rate <= MAX_SAMPLE_RATE:
-                raise AudioProblem(f"sample rate {rate} Hz is not supported (at most {MAX_SAMPLE_RATE})")
+            _check_rate(rate)
             spans = excerpt_windows(total, rate)
             pieces = []
             for start, frames in spans:
@@ -160,8 +167,7 @@ def load_source(source: Source) -> tuple[np.ndarray, int, AnalysedAudio, dict | 
         raise AudioProblem("record has no 'audio' array")
     meta = record.get("audio_meta")
     rate = int(meta.get("sample_rate", UPSTREAM_RATE)) if isinstance(meta, dict) else UPSTREAM_RATE
-    if not 0 < rate <= MAX_SAMPLE_RATE:
-        raise AudioProblem(f"sample rate {rate} Hz is not supported (at most {MAX_SAMPLE_RATE})")
+    _check_rate(rate)
     try:
         audio = np.asarray(record["audio"], dtype=np.float32).reshape(-1)
     except (TypeError, ValueError):
