@@ -58,3 +58,37 @@ def test_hostile_audio_is_a_skipped_sample_with_its_reason_never_a_traceback(wor
     assert "far outside -1..1" in samples[1]["error"] and "far outside -1..1" in samples[2]["error"]
     assert samples[3]["error"] == "sample rate 1 Hz is not supported (from 8000 to 384000)"
 
+
+def test_a_hostile_npy_is_one_message_or_a_skipped_record(workdir, capsys):
+    # A header claiming 10^11 floats: np.load allocated 373 GiB (MemoryError traceback); it is not records anyway.
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000,), }"
+    (workdir / "absurd.npy").write_bytes(b"\x93NUMPY\x01\x00" + (len(header) + 1).to_bytes(2, "little") + header
+                                         + b"\n" + bytes(100))
+    records = np.empty(1, dtype=object)
+    records[:] = [{"audio": np.zeros(16000, dtype=np.float32)}]
+    np.save(workdir / "records.npy", records, allow_pickle=True)
+    (workdir / "torn.npy").write_bytes((workdir / "records.npy").read_bytes()[:200])  # UnpicklingError
+    for name, said in (("absurd.npy", "got float32 with shape (100000000000,)"), ("torn.npy", "UnpicklingError")):
+        assert run_cli("prompts", name, "--allow-pickle", "--output", "out/p.json") == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and not (workdir / "out").exists()
+
+    music = progression(57, "minor", 80, 4, rate=16000)
+    records = np.empty(6, dtype=object)
+    records[:] = [{"audio": music, "audio_meta": {"sample_rate": "abc"}},  # int('abc') raised ValueError
+                  {"audio": music, "audio_meta": {"sample_rate": float("nan")}},
+                  {"audio": music, "audio_meta": {"sample_rate": [16000]}},
+                  {"audio": music.astype(np.complex64)},  # its imaginary part was dropped, with a warning
+                  {"audio": (music * 127).astype(np.int8)},  # read as +28 dBFS "music"
+                  {"audio": np.stack([music, music], axis=1)}]  # stereo, flattened: one signal at twice the rate
+    np.save(workdir / "dataset.npy", records, allow_pickle=True)
+    assert run_cli("prompts", "dataset.npy", "--allow-pickle", "--output", "p.json") == 1
+    assert "Traceback" not in capsys.readouterr().err
+    import json
+
+    errors = [sample["error"] for sample in json.loads((workdir / "p.json").read_text())["samples"]]
+    assert errors[:3] == [f"audio_meta's sample_rate is not a whole number of Hz (a {kind})"
+                          for kind in ("str", "float", "list")]
+    assert "not an array of floats (got complex64)" in errors[3] and "(got int8)" in errors[4]
+    assert errors[5] == "record's 'audio' has shape (64000, 2); the upstream format holds mono, 1-D"
+

@@ -138,14 +138,25 @@ def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False)
 
 
 def _npy_records(path: Path):
+    # The header first: a header claiming 10^11 floats made np.load allocate 373 GiB (a MemoryError traceback), and
+    # an array that is not records need not be loaded at all.
+    try:
+        with open(path, "rb") as npy_file:
+            read_header = (np.lib.format.read_array_header_1_0 if np.lib.format.read_magic(npy_file) == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(npy_file)
+    except (OSError, ValueError, EOFError) as exc:
+        raise AudioInputError(f"{path}: cannot be read as a .npy file ({exc})") from None
+    if dtype != object or len(shape) != 1:
+        raise AudioInputError(f"{path}: expected a 1-D array of records with 'audio' and 'audio_meta', got "
+                              f"{dtype} with shape {shape}")
     log.warning("%s: loading with allow_pickle=True (this can run code stored in the file)", path)
     try:
         data = np.load(path, allow_pickle=True)
-    except (OSError, ValueError, EOFError) as exc:
-        raise AudioInputError(f"{path}: cannot be read as a .npy file ({exc})") from None
-    if data.dtype != object or data.ndim != 1:
-        raise AudioInputError(f"{path}: expected a 1-D array of records with 'audio' and 'audio_meta', got "
-                              f"{data.dtype} with shape {data.shape}")
+    except Exception as exc:  # unpickling a file raises whatever its bytes make it raise (UnpicklingError, ...)
+        raise AudioInputError(f"{path}: cannot be read as a .npy file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, np.ndarray) or data.dtype != object or data.ndim != 1:
+        raise AudioInputError(f"{path}: expected a 1-D array of records with 'audio' and 'audio_meta'")
     return data
 
 
@@ -166,17 +177,37 @@ def load_source(source: Source) -> tuple[np.ndarray, int, AnalysedAudio, dict | 
     if not isinstance(record, dict) or "audio" not in record:
         raise AudioProblem("record has no 'audio' array")
     meta = record.get("audio_meta")
-    rate = int(meta.get("sample_rate", UPSTREAM_RATE)) if isinstance(meta, dict) else UPSTREAM_RATE
+    rate = _record_rate(meta.get("sample_rate", UPSTREAM_RATE) if isinstance(meta, dict) else UPSTREAM_RATE)
     _check_rate(rate)
     try:
-        audio = np.asarray(record["audio"], dtype=np.float32).reshape(-1)
+        audio = np.asarray(record["audio"])
+        if audio.dtype.kind != "f":  # complex would lose its imaginary part, integers their scale, silently
+            raise TypeError
     except (TypeError, ValueError):
-        raise AudioProblem("record's 'audio' is not an array of numbers") from None
+        raise AudioProblem(f"record's 'audio' is not an array of floats (got {_dtype_name(record['audio'])}); "
+                           "the upstream format holds float audio in -1..1") from None
+    if audio.ndim != 1:  # flattened, channels would interleave into one signal at a multiple of the rate
+        raise AudioProblem(f"record's 'audio' has shape {audio.shape}; the upstream format holds mono, 1-D")
+    audio = audio.astype(np.float32)
     total = audio.size
     spans = excerpt_windows(total, rate)
     if len(spans) > 1:
         audio = np.concatenate([audio[start : start + frames] for start, frames in spans])
     return audio, rate, _described(spans, total, rate), _plain(meta)
+
+
+def _dtype_name(value) -> str:
+    return str(value.dtype) if isinstance(value, np.ndarray) else type(value).__name__
+
+
+def _record_rate(value) -> int:
+    """A record's sample rate, which the file sets to anything at all (a string, NaN, 1e400, a list): a whole
+    number of Hz, or the record is skipped with its reason."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    raise AudioProblem(f"audio_meta's sample_rate is not a whole number of Hz (a {type(value).__name__})")
 
 
 def _plain(value):
