@@ -1,5 +1,6 @@
 """The music stage as one library function: the CLI and Python write the same file; long files are read in windows."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -91,4 +92,17 @@ def test_a_hostile_npy_is_one_message_or_a_skipped_record(workdir, capsys):
                           for kind in ("str", "float", "list")]
     assert "not an array of floats (got complex64)" in errors[3] and "(got int8)" in errors[4]
     assert errors[5] == "record's 'audio' has shape (64000, 2); the upstream format holds mono, 1-D"
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_recorded_escaped(workdir, capsys):
+    (workdir / "music").mkdir()
+    write_wav(workdir / "music" / "ok.wav", progression(57, "minor", 80, 4))
+    # caf\xe9.wav in Latin-1: its name was unreadable for soundfile, then a UnicodeEncodeError crashed the write.
+    (workdir / "music" / "ok.wav").link_to(workdir / "music" / os.fsdecode(b"caf\xe9.wav"))
+    assert run_cli("prompts", "music", "--output", "p.json") == 0
+    import json
+
+    samples = json.loads((workdir / "p.json").read_text(encoding="utf-8"))["samples"]
+    assert [sample["source"] for sample in samples] == ["caf\\xe9.wav", "ok.wav"]
+    assert samples[0]["musical_features"] == samples[1]["musical_features"]  # read, not skipped
 

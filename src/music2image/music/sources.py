@@ -83,7 +83,9 @@ def read_audio(path: Path) -> tuple[np.ndarray, int, AnalysedAudio]:
     import soundfile
 
     try:
-        with soundfile.SoundFile(str(path)) as audio_file:
+        # libsndfile takes the name as bytes; soundfile encodes a str strictly, so a name that is not UTF-8
+        # (os.fsdecode's surrogates) goes as its own bytes.
+        with soundfile.SoundFile(os.fsencode(path) if _display(str(path)) != str(path) else str(path)) as audio_file:
             rate, total = audio_file.samplerate, audio_file.frames
             _check_rate(rate)
             spans = excerpt_windows(total, rate)
@@ -98,6 +100,12 @@ def read_audio(path: Path) -> tuple[np.ndarray, int, AnalysedAudio]:
         raise AudioProblem(f"cannot read audio: {exc}") from None
     audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
     return audio, rate, _described(spans, total, rate)
+
+
+def _display(name: str) -> str:
+    """A file name as the prompts file records it: a name that is not UTF-8 (its bytes decoded by os.fsdecode into
+    lone surrogates, which no UTF-8 file can hold) with those bytes written as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False) -> list[Source]:
@@ -115,7 +123,7 @@ def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False)
                             ", ".join(sorted({p.suffix.lower() for p in ignored})), ", ".join(p.name for p in ignored[:5]))
             if not found:
                 problems.append(f"{item}: no audio files ({', '.join(SUPPORTED_SUFFIXES)}) in this folder")
-            sources += [Source(p.relative_to(path).as_posix(), p) for p in found]
+            sources += [Source(_display(p.relative_to(path).as_posix()), p) for p in found]
         elif path.suffix.lower() == ".npy":
             if not allow_pickle:
                 problems.append(
@@ -125,7 +133,7 @@ def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False)
             else:
                 sources += _npy_sources(path, problems)
         elif path.suffix.lower() in SUPPORTED_SUFFIXES:
-            sources.append(Source(path.name, path))
+            sources.append(Source(_display(path.name), path))
         else:
             problems.append(
                 f"{item}: {path.suffix or 'no extension'} is not supported; supported: {', '.join(SUPPORTED_SUFFIXES)}, "
@@ -166,7 +174,7 @@ def _npy_sources(path: Path, problems: list[str]) -> list[Source]:
     except AudioInputError as exc:
         problems.append(str(exc))
         return []
-    return [Source(f"{path.name}[{index}]", path, index, records) for index in range(len(records))]
+    return [Source(f"{_display(path.name)}[{index}]", path, index, records) for index in range(len(records))]
 
 
 def load_source(source: Source) -> tuple[np.ndarray, int, AnalysedAudio, dict | None]:
