@@ -106,3 +106,8 @@ def test_a_file_name_that_is_not_utf8_is_read_and_recorded_escaped(workdir, caps
     assert [sample["source"] for sample in samples] == ["caf\\xe9.wav", "ok.wav"]
     assert samples[0]["musical_features"] == samples[1]["musical_features"]  # read, not skipped
 
+
+def test_a_pipe_named_like_audio_is_refused_not_waited_on(workdir, capsys):
+    os.mkfifo(workdir / "stream.wav")  # opening it waited forever for a writer
+    assert run_cli("prompts", "stream.wav", "--output", "out/p.json") == 2
+    assert "stream.wav: not a regular file" in capsys.readouterr().err and not (workdir / "out").exists()

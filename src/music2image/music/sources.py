@@ -132,6 +132,9 @@ def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False)
                 )
             else:
                 sources += _npy_sources(path, problems)
+        elif path.suffix.lower() in SUPPORTED_SUFFIXES and not path.is_file():
+            problems.append(f"{item}: not a regular file (a pipe or a device, which can keep a reader waiting "
+                            "forever); give an audio file")
         elif path.suffix.lower() in SUPPORTED_SUFFIXES:
             sources.append(Source(_display(path.name), path))
         else:
