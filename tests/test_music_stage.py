@@ -111,3 +111,17 @@ def test_a_pipe_named_like_audio_is_refused_not_waited_on(workdir, capsys):
     os.mkfifo(workdir / "stream.wav")  # opening it waited forever for a writer
     assert run_cli("prompts", "stream.wav", "--output", "out/p.json") == 2
     assert "stream.wav: not a regular file" in capsys.readouterr().err and not (workdir / "out").exists()
+
+
+def test_an_output_that_cannot_or_must_not_be_written_is_refused_before_the_analysis(workdir, capsys):
+    write_wav(workdir / "song.wav", progression(57, "minor", 80, 4))
+    song = (workdir / "song.wav").read_bytes()
+    os.mkfifo(workdir / "pipe.json")  # as /dev/null: --overwrite renamed the prompts over it (as root, the device)
+    (workdir / "a_file").write_text("x")
+    cases = {"song.wav": "is one of the audio inputs", "pipe.json": "is not a regular file",
+             "a_file/p.json": "cannot be written: a_file is not a folder; nothing was analysed"}  # said after it
+    for output, said in cases.items():
+        assert run_cli("prompts", "song.wav", "--output", output, "--overwrite") == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and "progress" not in err
+    assert (workdir / "song.wav").read_bytes() == song and (workdir / "pipe.json").is_fifo()

@@ -230,6 +230,21 @@ def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = No
     return build_prompts(inputs, plan, **options).as_dict()
 
 
+def _refuse_unwritable(output: Path) -> None:
+    """Say before the analysis, not after it (an hour, for a big folder), that --output cannot be written: a file
+    in the way of its folder, or no permission to write there. Nothing is created here."""
+    existing = output.parent
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"no permission to write in {existing}"
+    else:
+        return
+    raise AudioInputError(f"--output {output}: cannot be written: {problem}; nothing was analysed")
+
+
 def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLike, plan: PromptPlan | None = None, *,
                        allow_pickle: bool = False, text_model: str | None = None, llm: LLMSettings | None = None,
                        writer=None, overwrite: bool = False, progress: bool = False,
@@ -243,8 +258,13 @@ def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLik
     output = Path(output)
     if output.is_dir():
         raise AudioInputError(f"--output {output}: is a folder; give a file name ending in .json")
+    if output.exists() and not output.is_file():  # --overwrite renamed our file over /dev/null, as root
+        raise AudioInputError(f"--output {output}: is not a regular file (a device or a pipe); give a file name")
     if output.exists() and not overwrite and not os.access(output, os.R_OK):
         raise AudioInputError(f"--output {output}: exists and cannot be read")
+    if output.is_file() and any(Path(item).is_file() and output.samefile(item) for item in inputs):
+        raise AudioInputError(f"--output {output}: is one of the audio inputs; --overwrite would replace it")
+    _refuse_unwritable(output)
     if llm is not None:
         llm = with_cache_next_to(llm, output)
     document = build_prompts(inputs, plan, allow_pickle=allow_pickle, text_model=text_model, llm=llm, writer=writer,
