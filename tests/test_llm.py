@@ -284,3 +284,26 @@ def test_a_model_that_repeats_itself_gets_the_descriptors_then_the_sample_is_ski
     (sample,) = read_json(workdir / "p.json")["samples"]
     assert "same prompt twice after 2 re-asks (prompt_id 2)" in sample["error"] and sample["prompts"] == []
     assert len(server.requests) == 1 + 3 + 2 + 2  # the probe, the prompts, two re-asks for each repeat
+
+
+def test_an_answer_nested_100000_deep_is_an_unusable_answer_not_a_traceback(server, song, workdir, capsys):
+    server.faults += ["ok", "deep", "deep"]  # json.loads raised RecursionError, which is no ValueError
+    assert run_cli("prompts", song, *llm_flags(server, "openai", "--llm-concurrency", "1"), "--output", "p.json") == 0
+    first = prompts_of(workdir / "p.json")[0]
+    assert first["writer"] == "vocabulary" and "not the JSON asked for, twice" in first["writer_note"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("fault", ["html", "nested_body"])
+def test_a_server_that_answers_no_chat_api_response_is_one_message(fault, provider, server, song, workdir, capsys):
+    # The clients build responses without validating them: a web page raised JSONDecodeError, a body nested
+    # 100,000 deep RecursionError, both as tracebacks. At the probe: exit 2, nothing written; mid-run: exit 1.
+    server.faults += [fault]
+    assert run_cli("prompts", song, *llm_flags(server, provider), "--output", "out/p.json") == 2
+    err = capsys.readouterr().err
+    assert "answered with something that is not a" in err and "check --llm-base-url" in err
+    assert "Traceback" not in err and not (workdir / "out").exists()
+    server.faults += ["ok", fault]
+    assert run_cli("prompts", song, *llm_flags(server, provider, "--llm-concurrency", "1"), "--output", "p.json") == 1
+    assert "answered with something that is not a" in capsys.readouterr().err

@@ -84,7 +84,7 @@ def parse_answer(answer: str) -> str | None:
     """The prompt in the model's JSON answer, as one clean line; None when the answer is not what was asked."""
     try:
         value = json.loads(answer)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: the model's "[[[[…" 100,000 deep
         return None
     text = value.get("visual_prompt") if isinstance(value, dict) else None
     if not isinstance(text, str):
