@@ -199,6 +199,19 @@ def test_a_broken_cache_entry_is_asked_again(server, song, workdir, capsys):
     assert "unreadable LLM cache entry" in capsys.readouterr().err
 
 
+def test_a_cache_folder_planted_as_a_link_receives_no_answer(server, song, workdir, capsys):
+    args = ["prompts", song, *llm_flags(server), "--output", "p.json"]
+    assert run_cli(*args) == 0
+    entry = sorted((workdir / "p.llm-cache").rglob("*.json"))[0]
+    (workdir / "elsewhere").mkdir()
+    entry.unlink()
+    entry.parent.rmdir()
+    entry.parent.symlink_to(workdir / "elsewhere")  # p.llm-cache/ab -> elsewhere: the answer was written there
+    assert run_cli(*args, "--overwrite") == 1
+    assert "never writes through links" in capsys.readouterr().err
+    assert not any((workdir / "elsewhere").iterdir())
+
+
 # Exit 2, before any audio is analysed and with nothing written --------------------------------------------------
 def _closed_port() -> int:
     with socket.socket() as probe:
