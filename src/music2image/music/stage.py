@@ -22,6 +22,7 @@ import numpy as np
 
 from ..version import __version__
 from ..errors import AudioInputError
+from ..settings import MAX_SEED
 from .features import AudioProblem, MusicalFeatures, analyse
 from .mapping import Emotion, distinct_descriptors, emotion_of, mood_label
 from .sources import AnalysedAudio, Source, collect_sources, load_source
@@ -33,6 +34,9 @@ log = logging.getLogger("music2image")
 # The one default prompt seed, for the library and the CLI alike (the CLI's --seed defaults to it). It was 42 here
 # and 0 on the CLI; 0 was kept so that CLI output stays byte-identical.
 DEFAULT_PROMPT_SEED = 0
+# Each prompt of a sample takes ~10 ms to draw distinct from the others (and then an image): 1000 is past any study's
+# design, while --convergent 1000000 ran for hours per sample and 10^20 crashed numpy (OverflowError).
+MAX_PROMPTS_PER_SAMPLE = 1000
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class PromptPlan:
                 problems.append(f"--{name} must be 0 or more, got {getattr(self, name)}")
         if not problems and self.convergent + self.divergent == 0:
             problems.append("--convergent and --divergent are both 0: no prompts to write")
+        if not problems and self.convergent + self.divergent > MAX_PROMPTS_PER_SAMPLE:
+            problems.append(f"--convergent and --divergent ask for {self.convergent + self.divergent} prompts per "
+                            f"sample; at most {MAX_PROMPTS_PER_SAMPLE}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"--seed must be a whole number from 0 to {MAX_SEED} (as for images), got {self.seed!r}")
         for name in ("convergent_temperature", "divergent_temperature"):
             value = getattr(self, name)
             if not 0 <= value <= 5:  # NaN fails this too
