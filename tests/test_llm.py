@@ -202,7 +202,7 @@ def test_a_broken_cache_entry_is_asked_again(server, song, workdir, capsys):
 def test_a_cache_folder_planted_as_a_link_receives_no_answer(server, song, workdir, capsys):
     args = ["prompts", song, *llm_flags(server), "--output", "p.json"]
     assert run_cli(*args) == 0
-    entry = sorted((workdir / "p.llm-cache").rglob("*.json"))[0]
+    entry = min((workdir / "p.llm-cache").rglob("*.json"))
     (workdir / "elsewhere").mkdir()
     entry.unlink()
     entry.parent.rmdir()
@@ -320,3 +320,28 @@ def test_a_server_that_answers_no_chat_api_response_is_one_message(fault, provid
     server.faults += ["ok", fault]
     assert run_cli("prompts", song, *llm_flags(server, provider, "--llm-concurrency", "1"), "--output", "p.json") == 1
     assert "answered with something that is not a" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_at_once_with_requests_in_flight(server, song, workdir):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    server.slow_seconds = 30  # every request after the probe hangs: --llm-timeout 20, three retries each
+    server.faults += ["ok"] + ["timeout"] * 20
+    command = [sys.executable, "-m", "music2image", "prompts", song,
+               *llm_flags(server, "openai", "--llm-timeout", "20"), "--output", "p.json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while len(server.requests) < 3:  # the probe, then prompts in flight
+            assert process.poll() is None
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        # A thread pool's workers are joined at exit: it waited minutes for the requests in flight.
+        _, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not (workdir / "p.json").exists()

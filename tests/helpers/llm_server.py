@@ -11,9 +11,9 @@ reply function.
 Faults: "ok" (no fault: the reply function answers), "429" / "500" (with retry-after-ms: 1, so the clients'
 backoff is quick), "401" (its message echoes the key, as a careless server might), "404", "timeout" (the answer
 comes after `slow_seconds`), "malformed" (the model's content is not JSON), "too_long" (a 120-word prompt),
-"duplicate" (the same prompt as the answer before), "deep" (OpenAI route: the model's content is JSON nested 100,000 deep),
-"html" (200 with a web page, as a wrong --llm-base-url gives), "nested_body" (the response body itself nested
-100,000 deep).
+"duplicate" (the same prompt as the answer before), "deep" (OpenAI route: the model's content is JSON nested
+100,000 deep), "html" (200 with a web page, as a wrong --llm-base-url gives), "nested_body" (the response body
+itself nested 100,000 deep).
 """
 
 from __future__ import annotations
