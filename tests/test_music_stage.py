@@ -125,3 +125,15 @@ def test_an_output_that_cannot_or_must_not_be_written_is_refused_before_the_anal
         err = capsys.readouterr().err
         assert said in err and "Traceback" not in err and "progress" not in err
     assert (workdir / "song.wav").read_bytes() == song and (workdir / "pipe.json").is_fifo()
+
+
+def test_infinite_samples_are_said_once_without_numpy_warnings(workdir, capsys):
+    stereo = np.full((22050, 2), 0.1, dtype=np.float32)
+    stereo[100] = [np.inf, -np.inf]  # their mean: "RuntimeWarning: invalid value encountered in reduce" and its line
+    write_wav(workdir / "inf.wav", stereo, subtype="FLOAT")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # (pytest keeps warnings off stderr)
+        assert run_cli("prompts", "inf.wav", "--output", "p.json", "--quiet") == 1
+    assert capsys.readouterr().err == "skipping inf.wav: the audio holds NaN or infinite samples\n"

@@ -95,7 +95,8 @@ def read_audio(path: Path) -> tuple[np.ndarray, int, AnalysedAudio]:
                     audio_file.seek(start)
                 for block in audio_file.blocks(blocksize=READ_BLOCK_FRAMES, frames=frames, dtype="float32",
                                                always_2d=True):
-                    pieces.append(block.mean(axis=1))
+                    with np.errstate(invalid="ignore", over="ignore"):  # inf and -inf: analyse() says so, once
+                        pieces.append(block.mean(axis=1))
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise AudioProblem(f"cannot read audio: {exc}") from None
     audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
