@@ -399,3 +399,31 @@ def test_the_uncreatable_folder_check_comes_before_any_model_loads(workdir, monk
     assert run_cli("generate", "--prompts-file", "p.json", "--output-dir", "p.json/images", "--model", "tiny",
                    *SMALL) == 2
     assert "p.json is not a folder" in capsys.readouterr().err
+
+
+def test_file_names_never_send_escape_sequences_to_the_terminal(workdir, capsys):
+    # A name holding ESC[2J (clear screen) was printed raw, in the error and in the warning of a skipped file.
+    assert run_cli("prompts", "gone\x1b[2J.wav", "--output", "p.json") == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "gone\\u001b[2J.wav: not found" in err
+    (workdir / "torn\x1b]0;owned\x07.wav").write_bytes(b"RIFF")
+    assert run_cli("prompts", "torn\x1b]0;owned\x07.wav", "--output", "p.json") == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "skipping torn\\u001b]0;owned\\u0007.wav" in err
+
+
+def test_a_path_that_is_not_utf8_is_printed_escaped_on_a_strict_stdout(workdir, monkeypatch):
+    import io
+    import os
+
+    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+    from synth import progression, write_wav
+
+    write_wav(workdir / "ok.wav", progression(57, "minor", 80, 4))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")  # as under LANG=en_US.UTF-8
+    monkeypatch.setattr(sys, "stdout", stdout)
+    # The file was written, then printing its name raised UnicodeEncodeError: a traceback after the work was done.
+    assert run_cli("prompts", "ok.wav", "--quiet", "--output", os.fsdecode(b"caf\xe9.json")) == 0
+    stdout.flush()
+    assert stdout.buffer.getvalue().decode().endswith("-> caf\\udce9.json\n")
+    assert (workdir / os.fsdecode(b"caf\xe9.json")).is_file()

@@ -199,6 +199,19 @@ def test_a_broken_cache_entry_is_asked_again(server, song, workdir, capsys):
     assert "unreadable LLM cache entry" in capsys.readouterr().err
 
 
+def test_a_cache_folder_planted_as_a_link_receives_no_answer(server, song, workdir, capsys):
+    args = ["prompts", song, *llm_flags(server), "--output", "p.json"]
+    assert run_cli(*args) == 0
+    entry = min((workdir / "p.llm-cache").rglob("*.json"))
+    (workdir / "elsewhere").mkdir()
+    entry.unlink()
+    entry.parent.rmdir()
+    entry.parent.symlink_to(workdir / "elsewhere")  # p.llm-cache/ab -> elsewhere: the answer was written there
+    assert run_cli(*args, "--overwrite") == 1
+    assert "never writes through links" in capsys.readouterr().err
+    assert not any((workdir / "elsewhere").iterdir())
+
+
 # Exit 2, before any audio is analysed and with nothing written --------------------------------------------------
 def _closed_port() -> int:
     with socket.socket() as probe:
@@ -284,3 +297,51 @@ def test_a_model_that_repeats_itself_gets_the_descriptors_then_the_sample_is_ski
     (sample,) = read_json(workdir / "p.json")["samples"]
     assert "same prompt twice after 2 re-asks (prompt_id 2)" in sample["error"] and sample["prompts"] == []
     assert len(server.requests) == 1 + 3 + 2 + 2  # the probe, the prompts, two re-asks for each repeat
+
+
+def test_an_answer_nested_100000_deep_is_an_unusable_answer_not_a_traceback(server, song, workdir, capsys):
+    server.faults += ["ok", "deep", "deep"]  # json.loads raised RecursionError, which is no ValueError
+    assert run_cli("prompts", song, *llm_flags(server, "openai", "--llm-concurrency", "1"), "--output", "p.json") == 0
+    first = prompts_of(workdir / "p.json")[0]
+    assert first["writer"] == "vocabulary" and "not the JSON asked for, twice" in first["writer_note"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("fault", ["html", "nested_body"])
+def test_a_server_that_answers_no_chat_api_response_is_one_message(fault, provider, server, song, workdir, capsys):
+    # The clients build responses without validating them: a web page raised JSONDecodeError, a body nested
+    # 100,000 deep RecursionError, both as tracebacks. At the probe: exit 2, nothing written; mid-run: exit 1.
+    server.faults += [fault]
+    assert run_cli("prompts", song, *llm_flags(server, provider), "--output", "out/p.json") == 2
+    err = capsys.readouterr().err
+    assert "answered with something that is not a" in err and "check --llm-base-url" in err
+    assert "Traceback" not in err and not (workdir / "out").exists()
+    server.faults += ["ok", fault]
+    assert run_cli("prompts", song, *llm_flags(server, provider, "--llm-concurrency", "1"), "--output", "p.json") == 1
+    assert "answered with something that is not a" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_at_once_with_requests_in_flight(server, song, workdir):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    server.slow_seconds = 30  # every request after the probe hangs: --llm-timeout 20, three retries each
+    server.faults += ["ok"] + ["timeout"] * 20
+    command = [sys.executable, "-m", "music2image", "prompts", song,
+               *llm_flags(server, "openai", "--llm-timeout", "20"), "--output", "p.json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while len(server.requests) < 3:  # the probe, then prompts in flight
+            assert process.poll() is None
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        # A thread pool's workers are joined at exit: it waited minutes for the requests in flight.
+        _, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not (workdir / "p.json").exists()

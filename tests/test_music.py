@@ -189,7 +189,8 @@ def test_same_inputs_give_the_same_bytes_and_another_file_is_not_overwritten(aud
 
 
 @pytest.mark.parametrize("case", ["missing", "unsupported", "npy-without-flag", "negative-count", "bad-temperature",
-                                  "empty-folder", "text-model-missing", "no-prompts"])
+                                  "empty-folder", "text-model-missing", "no-prompts", "count-overflow",
+                                  "hours-of-prompts", "negative-seed"])
 def test_bad_audio_input_is_one_message_and_nothing_written(case, workdir, capsys):
     (workdir / "empty").mkdir()
     (workdir / "song.m4a").write_bytes(b"x")
@@ -204,6 +205,9 @@ def test_bad_audio_input_is_one_message_and_nothing_written(case, workdir, capsy
         "empty-folder": ["empty"],
         "text-model-missing": ["ok.wav", "--text-model", "no-such-model"],
         "no-prompts": ["ok.wav", "--convergent", "0", "--divergent", "0"],
+        "count-overflow": ["ok.wav", "--convergent", str(10**20)],  # OverflowError in numpy, a traceback
+        "hours-of-prompts": ["ok.wav", "--divergent", "1000000"],  # ran for hours per sample
+        "negative-seed": ["ok.wav", "--seed", "-1"],  # ValueError in numpy's default_rng, a traceback
     }[case]
     assert run_cli("prompts", *args, "--output", "out/prompts.json") == 2
     err = capsys.readouterr().err
@@ -216,6 +220,10 @@ def test_bad_audio_input_is_one_message_and_nothing_written(case, workdir, capsy
         assert "--convergent must be 0 or more, got -1" in err and "both 0" not in err
     if case == "no-prompts":
         assert "--convergent and --divergent are both 0" in err
+    if case in ("count-overflow", "hours-of-prompts"):
+        assert "prompts per sample; at most 1000" in err
+    if case == "negative-seed":
+        assert "--seed must be a whole number from 0 to 4294967295" in err
     assert not (workdir / "out").exists()
 
 

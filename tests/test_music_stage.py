@@ -1,5 +1,6 @@
 """The music stage as one library function: the CLI and Python write the same file; long files are read in windows."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -40,3 +41,99 @@ def test_a_long_file_is_read_as_windows_spread_over_it_and_the_file_says_so(work
     assert samples[0]["analysed_audio"] == {"method": "windows", "source_seconds": 24.0, "windows": [
         [1.4, 2.0], [6.2, 2.0], [11.0, 2.0], [15.8, 2.0], [20.6, 2.0]]}
     assert len(samples[0]["prompts"]) == 5 and "analysed_audio" in samples[1]
+
+
+def test_hostile_audio_is_a_skipped_sample_with_its_reason_never_a_traceback(workdir, capsys):
+    music = progression(57, "minor", 80, 4)
+    write_wav(workdir / "ok.wav", music)
+    write_wav(workdir / "huge_floats.wav", music * 1e30, subtype="FLOAT")  # finite, but its RMS overflowed to inf
+    write_wav(workdir / "int_as_float.wav", music * 32767, subtype="FLOAT")  # integer PCM stored as floats
+    write_wav(workdir / "one_hertz.wav", music[:500], rate=1)  # 500 numbers read as 500 s of "music"
+    assert run_cli("prompts", "ok.wav", "huge_floats.wav", "int_as_float.wav", "one_hertz.wav", "--output",
+                   "p.json") == 0
+    assert "Traceback" not in capsys.readouterr().err
+    import json
+
+    samples = json.loads((workdir / "p.json").read_text())["samples"]
+    assert len(samples[0]["prompts"]) == 5
+    assert "far outside -1..1" in samples[1]["error"] and "far outside -1..1" in samples[2]["error"]
+    assert samples[3]["error"] == "sample rate 1 Hz is not supported (from 8000 to 384000)"
+
+
+def test_a_hostile_npy_is_one_message_or_a_skipped_record(workdir, capsys):
+    # A header claiming 10^11 floats: np.load allocated 373 GiB (MemoryError traceback); it is not records anyway.
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000,), }"
+    (workdir / "absurd.npy").write_bytes(b"\x93NUMPY\x01\x00" + (len(header) + 1).to_bytes(2, "little") + header
+                                         + b"\n" + bytes(100))
+    records = np.empty(1, dtype=object)
+    records[:] = [{"audio": np.zeros(16000, dtype=np.float32)}]
+    np.save(workdir / "records.npy", records, allow_pickle=True)
+    (workdir / "torn.npy").write_bytes((workdir / "records.npy").read_bytes()[:200])  # UnpicklingError
+    for name, said in (("absurd.npy", "got float32 with shape (100000000000,)"), ("torn.npy", "UnpicklingError")):
+        assert run_cli("prompts", name, "--allow-pickle", "--output", "out/p.json") == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and not (workdir / "out").exists()
+
+    music = progression(57, "minor", 80, 4, rate=16000)
+    records = np.empty(6, dtype=object)
+    records[:] = [{"audio": music, "audio_meta": {"sample_rate": "abc"}},  # int('abc') raised ValueError
+                  {"audio": music, "audio_meta": {"sample_rate": float("nan")}},
+                  {"audio": music, "audio_meta": {"sample_rate": [16000]}},
+                  {"audio": music.astype(np.complex64)},  # its imaginary part was dropped, with a warning
+                  {"audio": (music * 127).astype(np.int8)},  # read as +28 dBFS "music"
+                  {"audio": np.stack([music, music], axis=1)}]  # stereo, flattened: one signal at twice the rate
+    np.save(workdir / "dataset.npy", records, allow_pickle=True)
+    assert run_cli("prompts", "dataset.npy", "--allow-pickle", "--output", "p.json") == 1
+    assert "Traceback" not in capsys.readouterr().err
+    import json
+
+    errors = [sample["error"] for sample in json.loads((workdir / "p.json").read_text())["samples"]]
+    assert errors[:3] == [f"audio_meta's sample_rate is not a whole number of Hz (a {kind})"
+                          for kind in ("str", "float", "list")]
+    assert "not an array of floats (got complex64)" in errors[3] and "(got int8)" in errors[4]
+    assert errors[5] == "record's 'audio' has shape (64000, 2); the upstream format holds mono, 1-D"
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_recorded_escaped(workdir, capsys):
+    (workdir / "music").mkdir()
+    write_wav(workdir / "music" / "ok.wav", progression(57, "minor", 80, 4))
+    # caf\xe9.wav in Latin-1: its name was unreadable for soundfile, then a UnicodeEncodeError crashed the write.
+    (workdir / "music" / "ok.wav").link_to(workdir / "music" / os.fsdecode(b"caf\xe9.wav"))
+    assert run_cli("prompts", "music", "--output", "p.json") == 0
+    import json
+
+    samples = json.loads((workdir / "p.json").read_text(encoding="utf-8"))["samples"]
+    assert [sample["source"] for sample in samples] == ["caf\\xe9.wav", "ok.wav"]
+    assert samples[0]["musical_features"] == samples[1]["musical_features"]  # read, not skipped
+
+
+def test_a_pipe_named_like_audio_is_refused_not_waited_on(workdir, capsys):
+    os.mkfifo(workdir / "stream.wav")  # opening it waited forever for a writer
+    assert run_cli("prompts", "stream.wav", "--output", "out/p.json") == 2
+    assert "stream.wav: not a regular file" in capsys.readouterr().err and not (workdir / "out").exists()
+
+
+def test_an_output_that_cannot_or_must_not_be_written_is_refused_before_the_analysis(workdir, capsys):
+    write_wav(workdir / "song.wav", progression(57, "minor", 80, 4))
+    song = (workdir / "song.wav").read_bytes()
+    os.mkfifo(workdir / "pipe.json")  # as /dev/null: --overwrite renamed the prompts over it (as root, the device)
+    (workdir / "a_file").write_text("x")
+    cases = {"song.wav": "is one of the audio inputs", "pipe.json": "is not a regular file",
+             "a_file/p.json": "cannot be written: a_file is not a folder; nothing was analysed"}  # said after it
+    for output, said in cases.items():
+        assert run_cli("prompts", "song.wav", "--output", output, "--overwrite") == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and "progress" not in err
+    assert (workdir / "song.wav").read_bytes() == song and (workdir / "pipe.json").is_fifo()
+
+
+def test_infinite_samples_are_said_once_without_numpy_warnings(workdir, capsys):
+    stereo = np.full((22050, 2), 0.1, dtype=np.float32)
+    stereo[100] = [np.inf, -np.inf]  # their mean: "RuntimeWarning: invalid value encountered in reduce" and its line
+    write_wav(workdir / "inf.wav", stereo, subtype="FLOAT")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # (pytest keeps warnings off stderr)
+        assert run_cli("prompts", "inf.wav", "--output", "p.json", "--quiet") == 1
+    assert capsys.readouterr().err == "skipping inf.wav: the audio holds NaN or infinite samples\n"

@@ -11,7 +11,9 @@ reply function.
 Faults: "ok" (no fault: the reply function answers), "429" / "500" (with retry-after-ms: 1, so the clients'
 backoff is quick), "401" (its message echoes the key, as a careless server might), "404", "timeout" (the answer
 comes after `slow_seconds`), "malformed" (the model's content is not JSON), "too_long" (a 120-word prompt),
-"duplicate" (the same prompt as the answer before).
+"duplicate" (the same prompt as the answer before), "deep" (OpenAI route: the model's content is JSON nested
+100,000 deep), "html" (200 with a web page, as a wrong --llm-base-url gives), "nested_body" (the response body
+itself nested 100,000 deep).
 """
 
 from __future__ import annotations
@@ -130,8 +132,18 @@ class LLMServer:
                     payload = {"type": "error", "error": error} if anthropic else {"error": {**error, "code": None}}
                     return self._send(int(fault), payload, {"retry-after-ms": "1"})
                 time.sleep(server.slow_seconds if fault == "timeout" else server.reply_delay)
+                if fault in ("html", "nested_body"):
+                    data = (b"<html><body>It works!</body></html>" if fault == "html"
+                            else b'{"id": "x", "choices": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    return self.wfile.write(data)
                 content = "Sure! here is your prompt: {visual_prompt" if fault == "malformed" else json.dumps(
                     {"visual_prompt": text})
+                if fault == "deep":  # (OpenAI's route: the content is the model's text, not parsed by the server)
+                    content = "[" * 100_000 + "]" * 100_000
                 if anthropic:
                     block = ({"type": "text", "text": content} if fault == "malformed" else
                              {"type": "tool_use", "id": "toolu_01", "name": body["tools"][0]["name"],

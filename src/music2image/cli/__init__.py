@@ -4,6 +4,7 @@ flags.py makes the flags (the generation ones from settings.py), commands.py run
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import re
@@ -174,6 +175,16 @@ def build_parser(generate_prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _TerminalSafeFormatter(logging.Formatter):
+    """Warnings name files, and a file name can hold escape sequences (`\\x1b[2J` clears the screen): shown
+    escaped, never sent to the terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ..image_text import terminal_safe
+
+        return terminal_safe(super().format(record))
+
+
 def _configure_logging(quiet: bool) -> None:
     logger = logging.getLogger("music2image")
     logger.setLevel(logging.INFO)
@@ -181,7 +192,7 @@ def _configure_logging(quiet: bool) -> None:
     for old in [h for h in logger.handlers if getattr(h, "_music2image_cli", False)]:
         logger.removeHandler(old)  # main() may run many times in one process (tests, notebooks)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_TerminalSafeFormatter("%(message)s"))
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
     handler._music2image_cli = True
     logger.addHandler(handler)
@@ -191,6 +202,10 @@ def main(argv: list[str] | None = None, *, files: Files = DEFAULT_FILES, generat
     """The command line. `files`: the write path of generating commands (tests pass one that crashes in it).
     `generate_prog`: the name `generate` goes by in its help and errors (the seed's script passes its own)."""
     # Ctrl-C/SIGTERM are ours from the first moment, before torch is imported or any model loads.
+    # A path that is not UTF-8 (os.fsdecode's lone surrogates) is printed as \\xNN, not a UnicodeEncodeError after
+    # the work is done: stdout is strict under a UTF-8 locale (stderr already escapes).
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     with commands.stop_on_signals(threading.Event()) as signals:
         args = None
         try:
@@ -217,8 +232,10 @@ def main(argv: list[str] | None = None, *, files: Files = DEFAULT_FILES, generat
             if getattr(args, "traceback", False):
                 raise
             if not getattr(exc, "shared", False) or os.environ.get("RANK", "0") == "0":  # one message per launch
+                from ..image_text import terminal_safe
+
                 kind = "" if exc.exit_status == ExitStatus.INTERRUPTED else "error: "
-                print(f"music2image: {kind}{exc}", file=sys.stderr)
+                print(f"music2image: {kind}{terminal_safe(str(exc))}", file=sys.stderr)  # it may quote a file name
             return int(exc.exit_status)
         except KeyboardInterrupt:
             if getattr(args, "traceback", False):

@@ -70,6 +70,9 @@ TEMPO_METRICAL_LEVELS = (0.5, 1.0, 2.0)
 TEMPO_PRIOR_BPM = 100.0
 TEMPO_PRIOR_OCTAVES = 1.0
 
+# Float audio may pass full scale (1.0) a little, left unlimited after processing; a thousand times over (+60 dBFS) it
+# is not audio in -1..1 but integer PCM stored as floats, or garbage: 1e30 overflowed the RMS to inf and crashed.
+MAX_PEAK = 1000.0
 SILENCE_DBFS = -60.0  # a clip whose loudest frame is quieter than this is silence, not music
 MIN_TEMPO_SECONDS = 3.0  # shorter than this, a tempo estimate is a guess: reported as null
 # One onset is no pulse to measure: a single click read 80.7 BPM, a steady tone after silence 40.5 BPM; reported as
@@ -152,6 +155,11 @@ def analyse(audio: np.ndarray, rate: int = SAMPLE_RATE) -> MusicalFeatures:
         raise AudioProblem(f"too short to analyse ({audio.size / SAMPLE_RATE:.2f} s; at least 0.1 s)")
     if not np.all(np.isfinite(audio)):
         raise AudioProblem("the audio holds NaN or infinite samples")
+    peak = float(np.max(np.abs(audio)))
+    if peak > MAX_PEAK:
+        raise AudioProblem(f"samples reach {peak:.3g}, far outside -1..1 (+{20 * math.log10(peak):.0f} dBFS): not "
+                           "audio scaled as floats (integer samples must be divided by their full scale, "
+                           "e.g. 32768)")
     # A DC offset (a cheap recorder's, a bad conversion's) is no sound: left in, it reads as level (an offset alone
     # was "music", not silence), its 0 Hz bin darkens the spectral centroid (a sine at A4 under an offset of 1.5×
     # its amplitude: 148 Hz), and a large one leaks into the lowest CQT bins of every pitch class (a sine's

@@ -1,7 +1,7 @@
 """`--llm openai|anthropic`: a chat model writes each prompt from the musical features and the mapping's descriptors.
 
 Per sample, in this order:
-1. Every prompt is asked at once (a bounded thread pool): system instruction + the features, the emotion, the
+1. Every prompt is asked at once (--llm-concurrency daemon threads): system instruction + the features, the emotion, the
    descriptors the mapping sampled at the prompt's temperature, the mode (convergent: stay close; divergent: free
    association) and a word budget; the answer is structured JSON. OpenAI-compatible endpoints also get the prompt's
    temperature and a seed from (seed, sample_idx, prompt_id); the Anthropic API takes neither (see llm_client.py).
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import re
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass, field, replace
 
 from ..errors import LLMError, LLMServiceError
@@ -84,7 +85,7 @@ def parse_answer(answer: str) -> str | None:
     """The prompt in the model's JSON answer, as one clean line; None when the answer is not what was asked."""
     try:
         value = json.loads(answer)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: the model's "[[[[…" 100,000 deep
         return None
     text = value.get("visual_prompt") if isinstance(value, dict) else None
     if not isinstance(text, str):
@@ -141,13 +142,7 @@ class LLMWriter:
     def write_sample(self, context: dict, drafts: list[Draft]) -> list[dict]:
         """The sample's prompt records. `context`: its musical_features and emotion, as in the prompts file."""
         try:
-            with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="music2image-llm") as pool:
-                futures = [pool.submit(self._write, context, draft, len(drafts)) for draft in drafts]
-                try:
-                    for future in futures:
-                        future.result()
-                finally:
-                    pool.shutdown(wait=True, cancel_futures=True)  # a failure: requests not yet sent are not sent
+            self._write_all(context, drafts)
             for index in range(len(drafts)):  # in prompt order, so the outcome does not depend on thread timing
                 self._make_distinct(context, drafts, index)
         except LLMServiceError as exc:
@@ -155,6 +150,35 @@ class LLMWriter:
             raise LLMServiceError(f"{exc}\nThe answers so far are {where}; run the same command again to resume "
                                   "without paying for them twice.") from None
         return [self._record(draft) for draft in drafts]
+
+    def _write_all(self, context: dict, drafts: list[Draft]) -> None:
+        """Every draft written, `concurrency` at a time, on daemon threads. A thread pool's workers are joined when
+        the interpreter exits, so Ctrl-C (or SLURM's SIGTERM) waited minutes for the requests in flight (each up to
+        --llm-timeout × its retries); here it stops at once, and an answer not yet cached is asked again next run."""
+        pending: queue.SimpleQueue[Draft] = queue.SimpleQueue()
+        for draft in drafts:
+            pending.put(draft)
+        failures: dict[int, BaseException] = {}
+
+        def work() -> None:
+            while not failures:  # after a failure, requests not yet sent are not sent
+                try:
+                    draft = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    self._write(context, draft, len(drafts))
+                except BaseException as exc:  # raised again in the caller's thread, the first in prompt order
+                    failures[draft.prompt_id] = exc
+
+        workers = [threading.Thread(target=work, name=f"music2image-llm-{index}", daemon=True)
+                   for index in range(min(self.settings.concurrency, len(drafts)))]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        if failures:
+            raise failures[min(failures)]
 
     def _make_distinct(self, context: dict, drafts: list[Draft], index: int) -> None:
         draft = drafts[index]

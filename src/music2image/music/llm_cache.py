@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import DiskError
 from ..outputs import atomic_write_bytes
+from ..outputs.files import refuse_links_below
 
 log = logging.getLogger("music2image")
 CACHE_FORMAT = 1
@@ -73,6 +74,8 @@ class AnswerCache:
         data = json.dumps({"format": CACHE_FORMAT, "key": key, "request": body, "answer": answer}, indent=1,
                           ensure_ascii=False, sort_keys=True) + "\n"
         try:
+            # A planted `ab -> /elsewhere` took the answers out of the cache folder: never written through a link.
+            refuse_links_below(self.folder, path.relative_to(self.folder))
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, data.encode("utf-8"))
         except OSError as exc:

@@ -147,14 +147,23 @@ class ChatClient:
 
     def ask(self, body: dict) -> str:
         try:
-            if self.provider == "openai":
-                choices = self._client.chat.completions.create(**body).choices
-                if not choices:  # a malformed completion: treated like an unusable answer
-                    return ""
-                return choices[0].message.content or choices[0].message.refusal or ""
-            message = self._client.messages.create(**body)
+            return self._answer(body)
         except self._sdk.APIError as exc:
             raise LLMServiceError(self._explain(exc)) from None
+        except (ValueError, RecursionError, AttributeError, TypeError, KeyError, IndexError) as exc:
+            # The clients build their response objects without validating them: a server answering 200 with an
+            # HTML page, with JSON nested 100,000 deep, or with `"choices": "nope"` raised these, as tracebacks.
+            what = "a chat completion" if self.provider == "openai" else "a Messages API message"
+            raise LLMServiceError(f"--llm {self.provider}: {self.settings.endpoint} answered with something that is "
+                                  f"not {what} ({type(exc).__name__}); check --llm-base-url") from None
+
+    def _answer(self, body: dict) -> str:
+        if self.provider == "openai":
+            choices = self._client.chat.completions.create(**body).choices
+            if not choices:  # a malformed completion: treated like an unusable answer
+                return ""
+            return choices[0].message.content or choices[0].message.refusal or ""
+        message = self._client.messages.create(**body)
         for block in message.content:
             if block.type == "tool_use":
                 return json.dumps(block.input, ensure_ascii=False)

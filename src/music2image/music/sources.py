@@ -28,6 +28,9 @@ UPSTREAM_RATE = 16000  # the upstream dataset's .npy records hold 16 kHz audio
 MAX_ANALYSED_SECONDS = 300.0
 EXCERPT_WINDOWS = 5
 MAX_SAMPLE_RATE = 384_000  # the highest rate audio interfaces record; a header claiming more is not audio we read
+# The lowest rate audio is stored at (G.711 telephony). A header claiming less is wrong, not audio: a 1 Hz header made
+# 300 s of "music" from 300 numbers, resampled, and gave it prompts.
+MIN_SAMPLE_RATE = 8_000
 READ_BLOCK_FRAMES = 1 << 16  # frames read at a time, so a file with many channels costs little more than mono
 
 
@@ -70,15 +73,21 @@ def _described(spans: list[tuple[int, int]], total_frames: int, rate: int) -> An
     return AnalysedAudio(total_frames / rate, tuple((start / rate, frames / rate) for start, frames in spans))
 
 
+def _check_rate(rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioProblem(f"sample rate {rate} Hz is not supported (from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE})")
+
+
 def read_audio(path: Path) -> tuple[np.ndarray, int, AnalysedAudio]:
     """Mono float32 at the file's own rate (analyse() resamples), that rate, and which part was read."""
     import soundfile
 
     try:
-        with soundfile.SoundFile(str(path)) as audio_file:
+        # libsndfile takes the name as bytes; soundfile encodes a str strictly, so a name that is not UTF-8
+        # (os.fsdecode's surrogates) goes as its own bytes.
+        with soundfile.SoundFile(os.fsencode(path) if _display(str(path)) != str(path) else str(path)) as audio_file:
             rate, total = audio_file.samplerate, audio_file.frames
-            if not 0 < rate <= MAX_SAMPLE_RATE:
-                raise AudioProblem(f"sample rate {rate} Hz is not supported (at most {MAX_SAMPLE_RATE})")
+            _check_rate(rate)
             spans = excerpt_windows(total, rate)
             pieces = []
             for start, frames in spans:
@@ -86,11 +95,18 @@ def read_audio(path: Path) -> tuple[np.ndarray, int, AnalysedAudio]:
                     audio_file.seek(start)
                 for block in audio_file.blocks(blocksize=READ_BLOCK_FRAMES, frames=frames, dtype="float32",
                                                always_2d=True):
-                    pieces.append(block.mean(axis=1))
+                    with np.errstate(invalid="ignore", over="ignore"):  # inf and -inf: analyse() says so, once
+                        pieces.append(block.mean(axis=1))
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise AudioProblem(f"cannot read audio: {exc}") from None
     audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
     return audio, rate, _described(spans, total, rate)
+
+
+def _display(name: str) -> str:
+    """A file name as the prompts file records it: a name that is not UTF-8 (its bytes decoded by os.fsdecode into
+    lone surrogates, which no UTF-8 file can hold) with those bytes written as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False) -> list[Source]:
@@ -108,7 +124,7 @@ def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False)
                             ", ".join(sorted({p.suffix.lower() for p in ignored})), ", ".join(p.name for p in ignored[:5]))
             if not found:
                 problems.append(f"{item}: no audio files ({', '.join(SUPPORTED_SUFFIXES)}) in this folder")
-            sources += [Source(p.relative_to(path).as_posix(), p) for p in found]
+            sources += [Source(_display(p.relative_to(path).as_posix()), p) for p in found]
         elif path.suffix.lower() == ".npy":
             if not allow_pickle:
                 problems.append(
@@ -117,8 +133,11 @@ def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False)
                 )
             else:
                 sources += _npy_sources(path, problems)
+        elif path.suffix.lower() in SUPPORTED_SUFFIXES and not path.is_file():
+            problems.append(f"{item}: not a regular file (a pipe or a device, which can keep a reader waiting "
+                            "forever); give an audio file")
         elif path.suffix.lower() in SUPPORTED_SUFFIXES:
-            sources.append(Source(path.name, path))
+            sources.append(Source(_display(path.name), path))
         else:
             problems.append(
                 f"{item}: {path.suffix or 'no extension'} is not supported; supported: {', '.join(SUPPORTED_SUFFIXES)}, "
@@ -131,14 +150,25 @@ def collect_sources(inputs: list[str | os.PathLike], allow_pickle: bool = False)
 
 
 def _npy_records(path: Path):
+    # The header first: a header claiming 10^11 floats made np.load allocate 373 GiB (a MemoryError traceback), and
+    # an array that is not records need not be loaded at all.
+    try:
+        with open(path, "rb") as npy_file:
+            read_header = (np.lib.format.read_array_header_1_0 if np.lib.format.read_magic(npy_file) == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(npy_file)
+    except (OSError, ValueError, EOFError) as exc:
+        raise AudioInputError(f"{path}: cannot be read as a .npy file ({exc})") from None
+    if dtype != object or len(shape) != 1:
+        raise AudioInputError(f"{path}: expected a 1-D array of records with 'audio' and 'audio_meta', got "
+                              f"{dtype} with shape {shape}")
     log.warning("%s: loading with allow_pickle=True (this can run code stored in the file)", path)
     try:
         data = np.load(path, allow_pickle=True)
-    except (OSError, ValueError, EOFError) as exc:
-        raise AudioInputError(f"{path}: cannot be read as a .npy file ({exc})") from None
-    if data.dtype != object or data.ndim != 1:
-        raise AudioInputError(f"{path}: expected a 1-D array of records with 'audio' and 'audio_meta', got "
-                              f"{data.dtype} with shape {data.shape}")
+    except Exception as exc:  # unpickling a file raises whatever its bytes make it raise (UnpicklingError, ...)
+        raise AudioInputError(f"{path}: cannot be read as a .npy file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, np.ndarray) or data.dtype != object or data.ndim != 1:
+        raise AudioInputError(f"{path}: expected a 1-D array of records with 'audio' and 'audio_meta'")
     return data
 
 
@@ -148,7 +178,7 @@ def _npy_sources(path: Path, problems: list[str]) -> list[Source]:
     except AudioInputError as exc:
         problems.append(str(exc))
         return []
-    return [Source(f"{path.name}[{index}]", path, index, records) for index in range(len(records))]
+    return [Source(f"{_display(path.name)}[{index}]", path, index, records) for index in range(len(records))]
 
 
 def load_source(source: Source) -> tuple[np.ndarray, int, AnalysedAudio, dict | None]:
@@ -159,18 +189,37 @@ def load_source(source: Source) -> tuple[np.ndarray, int, AnalysedAudio, dict | 
     if not isinstance(record, dict) or "audio" not in record:
         raise AudioProblem("record has no 'audio' array")
     meta = record.get("audio_meta")
-    rate = int(meta.get("sample_rate", UPSTREAM_RATE)) if isinstance(meta, dict) else UPSTREAM_RATE
-    if not 0 < rate <= MAX_SAMPLE_RATE:
-        raise AudioProblem(f"sample rate {rate} Hz is not supported (at most {MAX_SAMPLE_RATE})")
+    rate = _record_rate(meta.get("sample_rate", UPSTREAM_RATE) if isinstance(meta, dict) else UPSTREAM_RATE)
+    _check_rate(rate)
     try:
-        audio = np.asarray(record["audio"], dtype=np.float32).reshape(-1)
+        audio = np.asarray(record["audio"])
+        if audio.dtype.kind != "f":  # complex would lose its imaginary part, integers their scale, silently
+            raise TypeError
     except (TypeError, ValueError):
-        raise AudioProblem("record's 'audio' is not an array of numbers") from None
+        raise AudioProblem(f"record's 'audio' is not an array of floats (got {_dtype_name(record['audio'])}); "
+                           "the upstream format holds float audio in -1..1") from None
+    if audio.ndim != 1:  # flattened, channels would interleave into one signal at a multiple of the rate
+        raise AudioProblem(f"record's 'audio' has shape {audio.shape}; the upstream format holds mono, 1-D")
+    audio = audio.astype(np.float32)
     total = audio.size
     spans = excerpt_windows(total, rate)
     if len(spans) > 1:
         audio = np.concatenate([audio[start : start + frames] for start, frames in spans])
     return audio, rate, _described(spans, total, rate), _plain(meta)
+
+
+def _dtype_name(value) -> str:
+    return str(value.dtype) if isinstance(value, np.ndarray) else type(value).__name__
+
+
+def _record_rate(value) -> int:
+    """A record's sample rate, which the file sets to anything at all (a string, NaN, 1e400, a list): a whole
+    number of Hz, or the record is skipped with its reason."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    raise AudioProblem(f"audio_meta's sample_rate is not a whole number of Hz (a {type(value).__name__})")
 
 
 def _plain(value):

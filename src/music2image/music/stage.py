@@ -23,6 +23,7 @@ import numpy as np
 
 from ..version import __version__
 from ..errors import AudioInputError
+from ..settings import MAX_SEED
 from .analysis import AnalysisCache, Problem, analyse_sources, auto_jobs, cache_path_for
 from .features import AudioProblem, MusicalFeatures
 from .mapping import Emotion, distinct_descriptors, emotion_of, mood_label
@@ -35,6 +36,9 @@ log = logging.getLogger("music2image")
 # The one default prompt seed, for the library and the CLI alike (the CLI's --seed defaults to it). It was 42 here
 # and 0 on the CLI; 0 was kept so that CLI output stays byte-identical.
 DEFAULT_PROMPT_SEED = 0
+# Each prompt of a sample takes ~10 ms to draw distinct from the others (and then an image): 1000 is past any study's
+# design, while --convergent 1000000 ran for hours per sample and 10^20 crashed numpy (OverflowError).
+MAX_PROMPTS_PER_SAMPLE = 1000
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,11 @@ class PromptPlan:
                 problems.append(f"--{name} must be 0 or more, got {getattr(self, name)}")
         if not problems and self.convergent + self.divergent == 0:
             problems.append("--convergent and --divergent are both 0: no prompts to write")
+        if not problems and self.convergent + self.divergent > MAX_PROMPTS_PER_SAMPLE:
+            problems.append(f"--convergent and --divergent ask for {self.convergent + self.divergent} prompts per "
+                            f"sample; at most {MAX_PROMPTS_PER_SAMPLE}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"--seed must be a whole number from 0 to {MAX_SEED} (as for images), got {self.seed!r}")
         for name in ("convergent_temperature", "divergent_temperature"):
             value = getattr(self, name)
             if not 0 <= value <= 5:  # NaN fails this too
@@ -249,6 +258,21 @@ def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = No
     return build_prompts(inputs, plan, **options).as_dict()
 
 
+def _refuse_unwritable(output: Path) -> None:
+    """Say before the analysis, not after it (an hour, for a big folder), that --output cannot be written: a file
+    in the way of its folder, or no permission to write there. Nothing is created here."""
+    existing = output.parent
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"no permission to write in {existing}"
+    else:
+        return
+    raise AudioInputError(f"--output {output}: cannot be written: {problem}; nothing was analysed")
+
+
 def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLike, plan: PromptPlan | None = None, *,
                        allow_pickle: bool = False, text_model: str | None = None, llm: LLMSettings | None = None,
                        writer=None, overwrite: bool = False, jobs: int | None = None, cache_analyses: bool = True,
@@ -264,8 +288,13 @@ def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLik
     output = Path(output)
     if output.is_dir():
         raise AudioInputError(f"--output {output}: is a folder; give a file name ending in .json")
+    if output.exists() and not output.is_file():  # --overwrite renamed our file over /dev/null, as root
+        raise AudioInputError(f"--output {output}: is not a regular file (a device or a pipe); give a file name")
     if output.exists() and not overwrite and not os.access(output, os.R_OK):
         raise AudioInputError(f"--output {output}: exists and cannot be read")
+    if output.is_file() and any(Path(item).is_file() and output.samefile(item) for item in inputs):
+        raise AudioInputError(f"--output {output}: is one of the audio inputs; --overwrite would replace it")
+    _refuse_unwritable(output)
     if llm is not None:
         llm = with_cache_next_to(llm, output)
     document = build_prompts(inputs, plan, allow_pickle=allow_pickle, text_model=text_model, llm=llm, writer=writer,
