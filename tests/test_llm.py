@@ -240,7 +240,7 @@ def test_setup_problems_are_one_message_exit_2_and_nothing_written(case, server,
     assert err.startswith("music2image: error:") and "Traceback" not in err
     expected = {"401": "refused the key in OPENAI_API_KEY (401)", "404": "--llm-model test-model: not found at",
                 "unreachable": "cannot connect", "no-key": "set OPENAI_API_KEY", "no-model": "needs --llm-model",
-                "model-without-llm": "need --llm openai", "too-hot": "from 0 to 2, got 2.5",
+                "model-without-llm": "--llm-model needs --llm openai", "too-hot": "from 0 to 2, got 2.5",
                 "both-writers": "give one", "bad-url": "must be an http(s) URL",
                 "no-client": "pip install 'music2image[llm]'"}[case]
     assert expected in err
@@ -345,3 +345,11 @@ def test_ctrl_c_stops_at_once_with_requests_in_flight(server, song, workdir):
         process.kill()
     assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert not (workdir / "p.json").exists()
+
+
+def test_llm_tuning_flags_without_llm_are_refused_not_ignored(song, workdir, capsys):
+    """--llm-timeout and --llm-concurrency were accepted, and silently did nothing, without --llm."""
+    assert run_cli("prompts", song, "--llm-timeout", "5", "--llm-concurrency", "8", "--output", "out/p.json") == 2
+    err = capsys.readouterr().err
+    assert "--llm-timeout and --llm-concurrency need --llm openai or --llm anthropic" in err
+    assert not (workdir / "out").exists()

@@ -322,3 +322,22 @@ def test_text_model_writer_gets_each_prompts_temperature_and_stays_within_77_tok
         assert 0 < clip_token_count(prompt["visual_prompt"]) <= MAX_PROMPT_TOKENS
     first = (workdir / "p.json").read_bytes()
     assert run_cli(*args) == 0 and (workdir / "p.json").read_bytes() == first  # seeded: the same text again
+
+
+def test_upstream_metadata_is_written_the_same_every_time_and_as_strict_json(workdir):
+    """An object in audio_meta was written with its memory address (other bytes on every run), and NaN as a bare NaN
+    token, which is not JSON."""
+    import json
+
+    meta = {"who": object(), "gain": float("nan"), "peaks": np.array([0.5, np.inf]), "level": np.float32("-inf")}
+    record = {"audio": progression(57, "minor", 80, 4, rate=16000), "audio_meta": meta}
+    np.save(workdir / "dataset.npy", np.array([record], dtype=object), allow_pickle=True)
+    for name in ("a.json", "b.json"):
+        assert run_cli("prompts", "dataset.npy", "--allow-pickle", "--output", name, "--quiet") == 0
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    assert (workdir / "a.json").read_bytes() == (workdir / "b.json").read_bytes()
+    sample = json.loads((workdir / "a.json").read_text(), parse_constant=refuse)["samples"][0]
+    assert sample["audio_meta"] == {"who": "<object>", "gain": "nan", "peaks": [0.5, "inf"], "level": "-inf"}

@@ -54,10 +54,14 @@ def _write_prompts(args, output: str, overwrite: bool):
     plan = PromptPlan(convergent=args.convergent, divergent=args.divergent,
                       convergent_temperature=args.convergent_temperature,
                       divergent_temperature=args.divergent_temperature, seed=args.seed)
-    if not args.llm and (args.llm_model or args.llm_base_url):
-        raise SettingsError("--llm-model and --llm-base-url need --llm openai or --llm anthropic")
-    llm = LLMSettings(args.llm, args.llm_model or "", args.llm_base_url, timeout=args.llm_timeout,
-                      concurrency=args.llm_concurrency) if args.llm else None
+    given = [flag for flag, value in (("--llm-model", args.llm_model), ("--llm-base-url", args.llm_base_url),
+                                      ("--llm-timeout", args.llm_timeout), ("--llm-concurrency", args.llm_concurrency))
+             if value is not None]
+    if not args.llm and given:
+        raise SettingsError(f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} --llm openai or --llm anthropic")
+    tuning = {name: value for name, value in (("timeout", args.llm_timeout), ("concurrency", args.llm_concurrency))
+              if value is not None}
+    llm = LLMSettings(args.llm, args.llm_model or "", args.llm_base_url, **tuning) if args.llm else None
     document = write_prompts_file(args.audio, output, plan, allow_pickle=args.allow_pickle, text_model=args.text_model,
                                   llm=llm, overwrite=overwrite, jobs=args.jobs,
                                   cache_analyses=not args.no_analysis_cache, progress=not args.quiet,

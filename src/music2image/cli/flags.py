@@ -136,9 +136,11 @@ def add_prompt_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-model", metavar="NAME", help="the chat model, e.g. llama3.2, gpt-4o-mini, claude-sonnet-4-5")
     p.add_argument("--llm-base-url", metavar="URL",
                    help="the API's base URL, e.g. http://localhost:11434/v1 for Ollama (default: the provider's)")
-    p.add_argument("--llm-timeout", type=_float, default=60.0, metavar="SECONDS",
-                   help="seconds per request before it is retried (default: %(default)s)")
-    p.add_argument("--llm-concurrency", type=_int, default=4, metavar="N", help="requests in flight at once (default: %(default)s)")
+    # None: not given (refused without --llm), then music.llm_client.LLMSettings' defaults, which the help names
+    # (not imported here: it would load the music stage for every command's start).
+    p.add_argument("--llm-timeout", type=_float, metavar="SECONDS",
+                   help="seconds per request before it is retried (default: 60)")
+    p.add_argument("--llm-concurrency", type=_int, metavar="N", help="requests in flight at once (default: 4)")
     p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
                    help="processes analysing audio at once; auto: one per CPU, as free memory allows (default: auto)")
     p.add_argument("--no-analysis-cache", action="store_true",

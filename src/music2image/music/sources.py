@@ -8,6 +8,7 @@ A long file is not read whole: past MAX_ANALYSED_SECONDS, EXCERPT_WINDOWS window
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,15 +224,20 @@ def _record_rate(value) -> int:
 
 
 def _plain(value):
-    """JSON-safe copy of upstream metadata (numpy scalars and arrays become numbers and lists)."""
+    """JSON-safe copy of upstream metadata (numpy scalars and arrays become numbers and lists). A float that JSON
+    cannot hold (NaN, infinity) becomes its name; an object whose text is Python's default (it holds a memory address,
+    different on every run) becomes its type's name, so that the same dataset always writes the same bytes."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, np.ndarray):
-        return value.tolist() if value.size <= 64 else f"<array of {value.size}>"
+        return _plain(value.tolist()) if value.size <= 64 else f"<array of {value.size}>"
     if isinstance(value, np.generic):
-        return value.item()
+        return _plain(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return str(value)
+    text = str(value)
+    return f"<{type(value).__name__}>" if text == object.__repr__(value) else text
