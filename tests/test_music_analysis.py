@@ -155,3 +155,78 @@ def test_a_wrong_jobs_value_is_a_usage_error(value, message, songs, workdir, cap
 def test_auto_jobs_gives_each_worker_several_files_and_stays_within_the_cpus():
     assert analysis.auto_jobs(1) == analysis.auto_jobs(2 * analysis.FILES_PER_WORKER - 1) == 1
     assert 1 <= analysis.auto_jobs(10**6) <= len(os.sched_getaffinity(0))
+
+
+@pytest.fixture
+def one_song(workdir):
+    folder = workdir / "music"
+    folder.mkdir()
+    write_wav(folder / "00.wav", progression(60, "major", 120, 4, rate=RATE), rate=RATE)
+    return folder
+
+
+def _odd_cache(kind: str, path: Path, elsewhere: Path) -> None:
+    if kind == "a folder":
+        path.mkdir()
+    elif kind == "a FIFO":
+        os.mkfifo(path)
+    else:  # a hard link: appending to it would write to a file outside the output folder
+        os.link(elsewhere, path)
+
+
+@pytest.mark.parametrize("kind", ["a folder", "a FIFO", "a hard link"])
+def test_a_cache_that_cannot_be_kept_costs_a_warning_not_the_run(kind, one_song, workdir, capsys):
+    """The cache is an optimisation: before, a folder in its place stopped the run (exit 1) once the first file was
+    analysed, a FIFO hung it for ever, and a hard link had the analyses appended to another file."""
+    import signal
+
+    elsewhere = workdir / "precious.txt"
+    elsewhere.write_text("keep me\n")
+    (workdir / "out").mkdir()
+    _odd_cache(kind, workdir / "out" / "p.analysis-cache.jsonl", elsewhere)
+
+    class Hung(Exception):  # not TimeoutError: an OSError, which the cache's reading catches
+
+        pass
+
+    def hung(signum, frame):
+        raise Hung("the run hung on the analysis cache")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        assert run_cli("prompts", "music", "--output", "out/p.json", "--jobs", "1") == 0
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert "analyses cannot be kept there" in capsys.readouterr().err
+    assert read_json(workdir / "out" / "p.json")["samples"][0]["musical_features"]
+    assert elsewhere.read_text() == "keep me\n"
+
+
+def test_a_huge_cache_line_is_not_read_into_memory(workdir):
+    """A cache of one 32 MiB line (a hostile or corrupt file could hold gigabytes) is read in bounded pieces: before,
+    the whole line was read before its length was checked. The analysis after it is still taken."""
+    import tracemalloc
+
+    from music2image.music.features import MusicalFeatures
+    from music2image.music.sources import AnalysedAudio
+
+    path = workdir / "p.analysis-cache.jsonl"
+    features = MusicalFeatures(30.0, 120.0, 1.5, "C", "major", 0.2, 0.8, -20.0, 12.0, 1500.0, 2.0)
+    kept = analysis.AnalysisCache(path)
+    kept.put("a" * 64, analysis.Analysis(features, AnalysedAudio(30.0, ((0.0, 30.0),)), None))
+    kept.close()
+    with open(path, "r+b") as cache:
+        line = cache.read()
+        cache.seek(0)
+        cache.write(b"[" * (32 * 1024 * 1024) + b"\n" + line)
+    tracemalloc.start()
+    try:
+        reread = analysis.AnalysisCache(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024
+    assert len(reread) == 1 and reread.get("a" * 64).features == features
+

@@ -24,13 +24,14 @@ import math
 import multiprocessing
 import os
 import signal
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 
-from ..errors import AudioInputError, DiskError
+from ..errors import AudioInputError
 from .features import AudioProblem, MusicalFeatures, analyse
 from .sources import AnalysedAudio, Source, load_source
 
@@ -157,18 +158,29 @@ class AnalysisCache:
         self.path = path
         self._known: dict[str, Analysis] = {}
         self._file = None
+        self._keeps = path is not None  # False once the file cannot be written: the run goes on without it
         if path is None:
             return
         if path.is_symlink():
             raise AudioInputError(f"{path}: the analysis cache is a symbolic link; remove it or choose another --output")
         try:
-            with open(path, "rb") as lines:
-                rejected = sum(not self._take(line) for line in lines)
+            # O_NONBLOCK: a FIFO put in its place must not hang the run waiting for a writer
+            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             return
         except OSError as exc:
             log.warning("%s: the analysis cache cannot be read, analysing again (%s)", path, exc.strerror or exc)
             return
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            self._stop_keeping("it is not a regular file")
+            return
+        with os.fdopen(descriptor, "rb") as lines:
+            try:
+                rejected = sum(not self._take(line) for line in _bounded_lines(lines))
+            except OSError as exc:
+                log.warning("%s: the analysis cache cannot be read, analysing again (%s)", path, exc.strerror or exc)
+                return
         if rejected:
             log.warning("%s: %d line(s) are not analyses of this version; those sources are analysed again", path,
                         rejected)
@@ -197,9 +209,11 @@ class AnalysisCache:
         return None if key is None else self._known.get(key)
 
     def put(self, key: str | None, analysis: Analysis) -> None:
-        if key is None or self.path is None:
+        if key is None:
             return
         self._known[key] = analysis
+        if not self._keeps:
+            return
         try:
             line = json.dumps({"format": CACHE_FORMAT, "key": key,
                                "features": {name: getattr(analysis.features, name) for name in _FEATURE_TYPES},
@@ -211,20 +225,47 @@ class AnalysisCache:
         try:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                     0o644)
+                descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                                     | os.O_NONBLOCK, 0o644)
                 self._file = os.fdopen(descriptor, "a", encoding="utf-8")
+                status = os.fstat(descriptor)
+                if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+                    # a hard link's other name may be anywhere: appending would write outside the output folder
+                    self._stop_keeping("it is not a regular file of its own (a FIFO, a device, a hard link)")
+                    return
                 if self._file.tell():  # a line cut short by a crash must not swallow the next one
                     self._file.write("\n")
             self._file.write(line + "\n")
             self._file.flush()
         except OSError as exc:
-            raise DiskError(f"{self.path}: the analysis cannot be saved ({exc.strerror or exc})") from exc
+            self._stop_keeping(exc.strerror or str(exc))
+
+    def _stop_keeping(self, why: str) -> None:
+        """The cache is an optimisation: a file that cannot be kept costs a warning, not the run (whose prompts file
+        may well be writable: a read-only, odd or full cache file says nothing about it)."""
+        log.warning("%s: analyses cannot be kept there (%s); the run goes on, but an interrupted run will analyse "
+                    "again", self.path, why)
+        self._keeps = False
+        self.close()
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # the last flush failed (disk full): the lines written are whole or rejected when read
+                pass
             self._file = None
+
+
+def _bounded_lines(lines) -> Iterator[bytes]:
+    """The lines of a binary file, each read into memory only up to MAX_CACHE_LINE_BYTES + 1 bytes: a line longer
+    than that (a hostile or corrupt file may be one line of gigabytes) is skipped in chunks and handed back as its
+    first MAX_CACHE_LINE_BYTES + 1 bytes, which _take rejects."""
+    while line := lines.readline(MAX_CACHE_LINE_BYTES + 1):
+        if len(line) > MAX_CACHE_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := lines.readline(MAX_CACHE_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+        yield line
 
 
 def _analyse_in_worker(task: tuple) -> Analysis | Problem:
