@@ -230,3 +230,17 @@ def test_a_huge_cache_line_is_not_read_into_memory(workdir):
     assert peak < 4 * 1024 * 1024
     assert len(reread) == 1 and reread.get("a" * 64).features == features
 
+
+def test_other_bytes_under_the_old_modification_time_are_analysed_again(one_song, workdir, analysed):
+    """cp -p, tar, unzip, rsync -t and touch -r put new bytes under an old mtime; a fixed-length render has the same
+    size: before, the stale analysis was used."""
+    song = one_song / "00.wav"
+    before = write_prompts_file(["music"], "p.json", jobs=1).samples[0].features
+    times = song.stat()
+    write_wav(song, progression(57, "minor", 80, 4, rate=RATE), rate=RATE)
+    os.utime(song, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert song.stat().st_size == times.st_size and song.stat().st_mtime_ns == times.st_mtime_ns
+    analysed.clear()
+    after = write_prompts_file(["music"], "p.json", jobs=1, overwrite=True).samples[0].features
+    assert analysed == [4.0] and after != before
+

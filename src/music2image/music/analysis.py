@@ -105,8 +105,11 @@ def source_key(source: Source) -> str | None:
         resolved = str(source.path.resolve())
     except OSError:
         return None
+    # ctime as well as mtime: tools that preserve a modification time (cp -p, tar, unzip, rsync -t, touch -r) can
+    # put other bytes of the same size under an old mtime, but the kernel sets ctime on every change and nothing
+    # sets it back; the inode tells a file replaced by rename from the one it replaced.
     identity = {"code": analysis_code(), "path": resolved, "size": status.st_size, "mtime_ns": status.st_mtime_ns,
-                "record": source.record}
+                "ctime_ns": status.st_ctime_ns, "inode": [status.st_dev, status.st_ino], "record": source.record}
     canonical = json.dumps(identity, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
 
