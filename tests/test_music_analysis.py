@@ -3,6 +3,7 @@ interrupted `prompts` resumes without analysing again (music/analysis.py)."""
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -243,4 +244,25 @@ def test_other_bytes_under_the_old_modification_time_are_analysed_again(one_song
     analysed.clear()
     after = write_prompts_file(["music"], "p.json", jobs=1, overwrite=True).samples[0].features
     assert analysed == [4.0] and after != before
+
+
+def test_a_worker_that_dies_gives_one_message_and_keeps_the_analyses(songs, workdir, analysed, monkeypatch, capsys):
+    """A worker killed (for memory, or by a crash in a decoding library) broke the pool: before, the user saw
+    BrokenProcessPool's traceback. Now one message, exit 1, and what was analysed is kept for the re-run."""
+    real_submit = analysis._submit
+
+    def dying(pool, source):
+        return pool.submit(os._exit, 9) if source.name == "04.wav" else real_submit(pool, source)
+
+    monkeypatch.setattr(analysis, "_submit", dying)
+    assert run_cli("prompts", "music", "--output", "p.json", "--jobs", "2", "--quiet") == 1
+    err = capsys.readouterr().err
+    # 04 is submitted once 00 is handed on (2 × 2 ahead); the pool's break is seen at whichever of 01-04 is awaited
+    assert re.search(r"a process analysing audio died while 0[1-4]\.wav or one of the files after it", err)
+    assert "Traceback" not in err and not (workdir / "p.json").exists()
+    kept = len((workdir / "p.analysis-cache.jsonl").read_text().splitlines())
+    assert kept >= 1 and f"the {kept} analyses made so far are kept" in err
+    monkeypatch.setattr(analysis, "_submit", real_submit)
+    assert run_cli("prompts", "music", "--output", "p.json", "--jobs", "1", "--quiet") == 0
+    assert len(analysed) == 7 - kept
 

@@ -26,12 +26,13 @@ import os
 import signal
 import stat
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 
-from ..errors import AudioInputError
+from ..errors import AnalysisProcessError, AudioInputError
 from .features import AudioProblem, MusicalFeatures, analyse
 from .sources import AnalysedAudio, Source, load_source
 
@@ -341,6 +342,10 @@ def analyse_sources(sources: list[Source], jobs: int = 1,
         except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C here, or in the consumer (which then closes us)
             _keep_running(pool, pending, keys, cache)
             raise
+        except BrokenProcessPool as exc:  # seen when a result is awaited, or a next file is submitted
+            _keep_finished(pending, keys, cache)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise _worker_died(sources[index], cache) from exc
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -355,13 +360,31 @@ def _keep_running(pool, pending: dict, keys: list, cache: AnalysisCache) -> None
                     "them)", len(running))
     try:
         for index, future in running.items():
-            outcome = future.result()
-            if isinstance(outcome, Analysis):
+            # exception() waits as result() does, but a broken pool (SIGTERM to the whole group) does not replace
+            # the reason we are stopping
+            if future.exception() is None and isinstance(outcome := future.result(), Analysis):
                 cache.put(keys[index], outcome)
     except KeyboardInterrupt:
         for process in list(getattr(pool, "_processes", {}).values()):  # no public way before Python 3.14
             process.terminate()
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _keep_finished(pending: dict, keys: list, cache: AnalysisCache) -> None:
+    """The analyses that finished before a worker died are kept (the pool is broken: nothing else will finish)."""
+    for index, future in pending.items():
+        if future is not None and future.done() and not future.cancelled() and future.exception() is None:
+            outcome = future.result()
+            if isinstance(outcome, Analysis):
+                cache.put(keys[index], outcome)
+
+
+def _worker_died(source: Source, cache: AnalysisCache) -> AnalysisProcessError:
+    kept = (f"the {len(cache)} analyses made so far are kept in {cache.path}: run the same command again to resume"
+            if cache.path is not None and len(cache) else "no analysis was kept")
+    return AnalysisProcessError(
+        f"a process analysing audio died while {source.name} or one of the files after it was analysed (killed for "
+        f"memory? try fewer --jobs; --jobs 1 names the file if one crashes the decoder); {kept}")
 
 
 def _submit(pool, source: Source) -> concurrent.futures.Future:
