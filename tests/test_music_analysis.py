@@ -266,3 +266,13 @@ def test_a_worker_that_dies_gives_one_message_and_keeps_the_analyses(songs, work
     assert run_cli("prompts", "music", "--output", "p.json", "--jobs", "1", "--quiet") == 0
     assert len(analysed) == 7 - kept
 
+
+def test_the_library_analyses_in_this_process_unless_asked(songs, workdir, analysed, monkeypatch):
+    """Workers are spawned, which imports the caller's main module again: a script calling build_prompts without an
+    `if __name__ == "__main__":` guard broke with BrokenProcessPool once `auto` gave it two workers (8 files on
+    2 CPUs). The library's default is one process; the CLI's is auto (as if auto chose 2 here)."""
+    from music2image.music import stage
+
+    monkeypatch.setattr(stage, "auto_jobs", lambda sources: 2)
+    write_prompts_file(["music"], "p.json")
+    assert len(analysed) == 7
