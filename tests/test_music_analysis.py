@@ -276,3 +276,18 @@ def test_the_library_analyses_in_this_process_unless_asked(songs, workdir, analy
     monkeypatch.setattr(stage, "auto_jobs", lambda sources: 2)
     write_prompts_file(["music"], "p.json")
     assert len(analysed) == 7
+
+
+def test_auto_jobs_counts_the_memory_the_page_cache_would_give_back(monkeypatch):
+    """Free pages (SC_AVPHYS_PAGES) leave out the page cache, which a machine that has read a folder of audio has
+    filled: with free pages for one worker, auto gave one, though MemAvailable held many."""
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():
+        pytest.skip("no /proc/meminfo here")
+    available = next(int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines()
+                     if line.startswith("MemAvailable:"))
+    real_sysconf = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_AVPHYS_PAGES" else real_sysconf(name))
+    cpus = len(os.sched_getaffinity(0))
+    assert analysis.auto_jobs(10**6) == max(1, min(cpus, available // analysis.WORKER_BYTES))
+    assert analysis.available_memory() == pytest.approx(available, rel=0.2)

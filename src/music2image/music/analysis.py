@@ -75,12 +75,26 @@ def auto_jobs(sources: int) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        by_memory = max(1, free // WORKER_BYTES)
-    except (AttributeError, ValueError, OSError):  # no such counter here (macOS, Windows)
-        by_memory = cpus
+    free = available_memory()
+    by_memory = cpus if free is None else max(1, free // WORKER_BYTES)
     return max(1, min(cpus, by_memory, sources // FILES_PER_WORKER))
+
+
+def available_memory() -> int | None:
+    """Bytes that new processes can have without swapping: Linux's MemAvailable (free memory plus the page cache and
+    other memory the kernel can reclaim; proc(5)), else free pages (SC_AVPHYS_PAGES, which counts no page cache: on
+    a machine that has read a few GB of files it is a fraction of what is usable), else None."""
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for line in meminfo:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no such counter here (macOS, Windows)
+        return None
 
 
 @cache
