@@ -208,7 +208,7 @@ class AnalysisCache:
             return False
         try:
             entry = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
             return False
         if not (isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT and isinstance(entry.get("key"), str)
                 and len(entry["key"]) == 64):
