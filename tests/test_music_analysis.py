@@ -86,14 +86,15 @@ def test_a_hostile_cache_line_is_analysed_again_and_the_result_is_unchanged(song
     entries[2]["features"]["key"] = "C" * 10_000
     entries[3]["analysed"]["windows"] = [[0, float("inf")]]
     hostile = [lines[0][: len(lines[0]) // 2], json.dumps(entries[1]), json.dumps(entries[2]),
-               json.dumps(entries[3]).replace("Infinity", "1e999"), "\x00\xff garbage", lines[4], lines[5],
+               json.dumps(entries[3]).replace("Infinity", "1e999"), "\x00\xff garbage", lines[4], json.dumps({**entries[5], "features": {**entries[5]["features"], "tonality": "lydian"}}),
+               json.dumps({**entries[0], "features": {**entries[0]["features"], "key": "\x1b[31m"}}),
                json.dumps({**entries[4], "key": "f" * 64}), "[]", "{" * 100_000, "[" * 50_000]
     cache.write_bytes("\n".join(hostile).encode("utf-8", "surrogateescape"))
     analysed.clear()
     write_prompts_file(["music"], "p.json", jobs=1)  # the same bytes again, or it would refuse to overwrite
     assert (workdir / "p.json").read_bytes() == expected
-    assert len(analysed) == 5  # the silent file and the four whose lines were spoilt
-    assert "8 line(s) are not analyses of this version" in caplog.text
+    assert len(analysed) == 6  # the silent file and the five whose lines were spoilt
+    assert "10 line(s) are not analyses of this version" in caplog.text
 
 
 def test_a_cache_that_is_a_link_is_refused_before_any_analysis(songs, workdir, analysed, capsys):

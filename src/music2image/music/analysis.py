@@ -33,7 +33,7 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import AnalysisProcessError, AudioInputError
-from .features import AudioProblem, MusicalFeatures, analyse
+from .features import NOTE_NAMES, AudioProblem, MusicalFeatures, analyse
 from .sources import AnalysedAudio, Source, load_source
 
 log = logging.getLogger("music2image")
@@ -143,8 +143,8 @@ def _features_from(record) -> MusicalFeatures | None:
     values = {}
     for name, kind in _FEATURE_TYPES.items():
         value = record[name]
-        if kind == "str":
-            if not isinstance(value, str) or len(value) > 16:
+        if kind == "str":  # what analyse() can give, no other text: it goes into the prompts file and the mapping
+            if value not in (NOTE_NAMES if name == "key" else ("major", "minor")):
                 return None
         elif value is None and "None" in kind:
             pass
