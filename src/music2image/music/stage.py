@@ -23,7 +23,8 @@ import numpy as np
 
 from ..version import __version__
 from ..errors import AudioInputError
-from .analysis import AnalysisCache, Problem, analyse_sources, auto_jobs, cache_path_for
+from .analysis import Problem, analyse_sources, auto_jobs
+from .analysis_cache import AnalysisCache, cache_path_for
 from .features import AudioProblem, MusicalFeatures
 from .mapping import Emotion, distinct_descriptors, emotion_of, mood_label
 from .sources import AnalysedAudio, Source, collect_sources
