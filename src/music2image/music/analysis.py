@@ -188,7 +188,7 @@ def _worker_died(source: Source, cache: AnalysisCache) -> AnalysisProcessError:
             if cache.path is not None and len(cache) else "no analysis was kept")
     return AnalysisProcessError(
         f"a process analysing audio died while {source.name} or one of the files after it was analysed (killed for "
-        f"memory? try fewer --jobs; --jobs 1 names the file if one crashes the decoder); {kept}")
+        f"memory? try fewer --jobs); {kept}")
 
 
 def _submit(pool, source: Source) -> concurrent.futures.Future:
