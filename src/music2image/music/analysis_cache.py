@@ -5,7 +5,8 @@ One JSON line per analysed source, keyed by the source (its resolved path, inode
 times, and record for an .npy dataset) and by the analysis itself (the source text of the modules that compute
 features, and the versions of the libraries they call): an edited file or a changed analysis is analysed again,
 never read stale. Every line is untrusted: one that does not parse into features analyse() could give is analysed
-again. The cache is an optimisation: a file that cannot be kept costs a warning, never the run.
+again. The cache is an optimisation: a file that cannot be kept costs a warning, not the run (only a symbolic
+link in its place is refused, before any analysis: it points outside the output folder).
 """
 
 from __future__ import annotations
