@@ -3,6 +3,7 @@ interrupted `prompts` resumes without analysing again (music/analysis.py)."""
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -85,14 +86,15 @@ def test_a_hostile_cache_line_is_analysed_again_and_the_result_is_unchanged(song
     entries[2]["features"]["key"] = "C" * 10_000
     entries[3]["analysed"]["windows"] = [[0, float("inf")]]
     hostile = [lines[0][: len(lines[0]) // 2], json.dumps(entries[1]), json.dumps(entries[2]),
-               json.dumps(entries[3]).replace("Infinity", "1e999"), "\x00\xff garbage", lines[4], lines[5],
-               json.dumps({**entries[4], "key": "f" * 64}), "[]", "{" * 100_000]
+               json.dumps(entries[3]).replace("Infinity", "1e999"), "\x00\xff garbage", lines[4], json.dumps({**entries[5], "features": {**entries[5]["features"], "tonality": "lydian"}}),
+               json.dumps({**entries[0], "features": {**entries[0]["features"], "key": "\x1b[31m"}}),
+               json.dumps({**entries[4], "key": "f" * 64}), "[]", "{" * 100_000, "[" * 50_000]
     cache.write_bytes("\n".join(hostile).encode("utf-8", "surrogateescape"))
     analysed.clear()
     write_prompts_file(["music"], "p.json", jobs=1)  # the same bytes again, or it would refuse to overwrite
     assert (workdir / "p.json").read_bytes() == expected
-    assert len(analysed) == 5  # the silent file and the four whose lines were spoilt
-    assert "7 line(s) are not analyses of this version" in caplog.text
+    assert len(analysed) == 6  # the silent file and the five whose lines were spoilt
+    assert "10 line(s) are not analyses of this version" in caplog.text
 
 
 def test_a_cache_that_is_a_link_is_refused_before_any_analysis(songs, workdir, analysed, capsys):
@@ -155,3 +157,138 @@ def test_a_wrong_jobs_value_is_a_usage_error(value, message, songs, workdir, cap
 def test_auto_jobs_gives_each_worker_several_files_and_stays_within_the_cpus():
     assert analysis.auto_jobs(1) == analysis.auto_jobs(2 * analysis.FILES_PER_WORKER - 1) == 1
     assert 1 <= analysis.auto_jobs(10**6) <= len(os.sched_getaffinity(0))
+
+
+@pytest.fixture
+def one_song(workdir):
+    folder = workdir / "music"
+    folder.mkdir()
+    write_wav(folder / "00.wav", progression(60, "major", 120, 4, rate=RATE), rate=RATE)
+    return folder
+
+
+def _odd_cache(kind: str, path: Path, elsewhere: Path) -> None:
+    if kind == "a folder":
+        path.mkdir()
+    elif kind == "a FIFO":
+        os.mkfifo(path)
+    else:  # a hard link: appending to it would write to a file outside the output folder
+        os.link(elsewhere, path)
+
+
+@pytest.mark.parametrize("kind", ["a folder", "a FIFO", "a hard link"])
+def test_a_cache_that_cannot_be_kept_costs_a_warning_not_the_run(kind, one_song, workdir, capsys):
+    """The cache is an optimisation: before, a folder in its place stopped the run (exit 1) once the first file was
+    analysed, a FIFO hung it for ever, and a hard link had the analyses appended to another file."""
+    import signal
+
+    elsewhere = workdir / "precious.txt"
+    elsewhere.write_text("keep me\n")
+    (workdir / "out").mkdir()
+    _odd_cache(kind, workdir / "out" / "p.analysis-cache.jsonl", elsewhere)
+
+    class Hung(Exception):  # not TimeoutError: an OSError, which the cache's reading catches
+
+        pass
+
+    def hung(signum, frame):
+        raise Hung("the run hung on the analysis cache")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        assert run_cli("prompts", "music", "--output", "out/p.json", "--jobs", "1") == 0
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert "analyses cannot be kept there" in capsys.readouterr().err
+    assert read_json(workdir / "out" / "p.json")["samples"][0]["musical_features"]
+    assert elsewhere.read_text() == "keep me\n"
+
+
+def test_a_huge_cache_line_is_not_read_into_memory(workdir):
+    """A cache of one 32 MiB line (a hostile or corrupt file could hold gigabytes) is read in bounded pieces: before,
+    the whole line was read before its length was checked. The analysis after it is still taken."""
+    import tracemalloc
+
+    from music2image.music.features import MusicalFeatures
+    from music2image.music.sources import AnalysedAudio
+
+    path = workdir / "p.analysis-cache.jsonl"
+    features = MusicalFeatures(30.0, 120.0, 1.5, "C", "major", 0.2, 0.8, -20.0, 12.0, 1500.0, 2.0)
+    kept = analysis.AnalysisCache(path)
+    kept.put("a" * 64, analysis.Analysis(features, AnalysedAudio(30.0, ((0.0, 30.0),)), None))
+    kept.close()
+    with open(path, "r+b") as cache:
+        line = cache.read()
+        cache.seek(0)
+        cache.write(b"[" * (32 * 1024 * 1024) + b"\n" + line)
+    tracemalloc.start()
+    try:
+        reread = analysis.AnalysisCache(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024
+    assert len(reread) == 1 and reread.get("a" * 64).features == features
+
+
+def test_other_bytes_under_the_old_modification_time_are_analysed_again(one_song, workdir, analysed):
+    """cp -p, tar, unzip, rsync -t and touch -r put new bytes under an old mtime; a fixed-length render has the same
+    size: before, the stale analysis was used."""
+    song = one_song / "00.wav"
+    before = write_prompts_file(["music"], "p.json", jobs=1).samples[0].features
+    times = song.stat()
+    write_wav(song, progression(57, "minor", 80, 4, rate=RATE), rate=RATE)
+    os.utime(song, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert song.stat().st_size == times.st_size and song.stat().st_mtime_ns == times.st_mtime_ns
+    analysed.clear()
+    after = write_prompts_file(["music"], "p.json", jobs=1, overwrite=True).samples[0].features
+    assert analysed == [4.0] and after != before
+
+
+def test_a_worker_that_dies_gives_one_message_and_keeps_the_analyses(songs, workdir, analysed, monkeypatch, capsys):
+    """A worker killed (for memory, or by a crash in a decoding library) broke the pool: before, the user saw
+    BrokenProcessPool's traceback. Now one message, exit 1, and what was analysed is kept for the re-run."""
+    real_submit = analysis._submit
+
+    def dying(pool, source):
+        return pool.submit(os._exit, 9) if source.name == "04.wav" else real_submit(pool, source)
+
+    monkeypatch.setattr(analysis, "_submit", dying)
+    assert run_cli("prompts", "music", "--output", "p.json", "--jobs", "2", "--quiet") == 1
+    err = capsys.readouterr().err
+    # 04 is submitted once 00 is handed on (2 × 2 ahead); the pool's break is seen at whichever of 01-04 is awaited
+    assert re.search(r"a process analysing audio died while 0[1-4]\.wav or one of the files after it", err)
+    assert "Traceback" not in err and not (workdir / "p.json").exists()
+    kept = len((workdir / "p.analysis-cache.jsonl").read_text().splitlines())
+    assert kept >= 1 and f"the {kept} analyses made so far are kept" in err
+    monkeypatch.setattr(analysis, "_submit", real_submit)
+    assert run_cli("prompts", "music", "--output", "p.json", "--jobs", "1", "--quiet") == 0
+    assert len(analysed) == 7 - kept
+
+
+def test_the_library_analyses_in_this_process_unless_asked(songs, workdir, analysed, monkeypatch):
+    """Workers are spawned, which imports the caller's main module again: a script calling build_prompts without an
+    `if __name__ == "__main__":` guard broke with BrokenProcessPool once `auto` gave it two workers (8 files on
+    2 CPUs). The library's default is one process; the CLI's is auto (as if auto chose 2 here)."""
+    from music2image.music import stage
+
+    monkeypatch.setattr(stage, "auto_jobs", lambda sources: 2)
+    write_prompts_file(["music"], "p.json")
+    assert len(analysed) == 7
+
+
+def test_auto_jobs_counts_the_memory_the_page_cache_would_give_back(monkeypatch):
+    """Free pages (SC_AVPHYS_PAGES) leave out the page cache, which a machine that has read a folder of audio has
+    filled: with free pages for one worker, auto gave one, though MemAvailable held many."""
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():
+        pytest.skip("no /proc/meminfo here")
+    available = next(int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines()
+                     if line.startswith("MemAvailable:"))
+    real_sysconf = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_AVPHYS_PAGES" else real_sysconf(name))
+    cpus = len(os.sched_getaffinity(0))
+    assert analysis.auto_jobs(10**6) == max(1, min(cpus, available // analysis.WORKER_BYTES))
+    assert analysis.available_memory() == pytest.approx(available, rel=0.2)

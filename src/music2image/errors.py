@@ -74,6 +74,13 @@ class AudioInputError(Music2ImageError):
     """The audio given to `music2image prompts` cannot be used at all (missing, unsupported, unsafe)."""
 
 
+class AnalysisProcessError(Music2ImageError):
+    """A worker process analysing audio died (killed for memory, a crash in a decoding library). The analyses made
+    so far are kept in the analysis cache; re-run to resume."""
+
+    exit_status = ExitStatus.SOME_FAILED
+
+
 class LLMError(Music2ImageError):
     """An --llm writer cannot start: client not installed, no key, key refused, unknown model, server unreachable.
     Raised before any audio is analysed, so nothing is lost."""

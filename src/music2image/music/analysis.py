@@ -7,50 +7,31 @@ each file's is independent of the others', so it spreads over processes (`--jobs
 most of librosa's Python-level work). Prompts are still sampled in the main process, in input order, so the prompts
 file is the same bytes whatever the number of jobs.
 
-The cache (OUTPUT_STEM.analysis-cache.jsonl beside the prompts file) holds one JSON line per analysed source, keyed by
-the source (its resolved path, size, modification time, and record for an .npy dataset) and by the analysis itself
-(the source text of the modules that compute features, and the versions of the libraries they call): an edited file
-or a changed analysis is analysed again, never read stale. Every line is untrusted: one that does not parse into
-features of the right types is analysed again.
+Each analysis is kept on disk as it is made (analysis_cache.py), so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
-import json
 import logging
-import math
 import multiprocessing
 import os
 import signal
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from functools import cache
-from pathlib import Path
+from dataclasses import dataclass
 
-from ..errors import AudioInputError, DiskError
-from .features import AudioProblem, MusicalFeatures, analyse
-from .sources import AnalysedAudio, Source, load_source
+from ..errors import AnalysisProcessError
+from .analysis_cache import Analysis, AnalysisCache, source_key
+from .features import AudioProblem, analyse
+from .sources import Source, load_source
 
 log = logging.getLogger("music2image")
 
-CACHE_FORMAT = 1
-MAX_CACHE_LINE_BYTES = 64 * 1024  # a line holds a dozen numbers and the upstream metadata; more is not ours
 # A worker analysing a five-minute excerpt (the most sources.py reads) peaked at 1.2 GiB with its imports
 # (benchmarks/long_audio.py); `--jobs auto` starts no more workers than the free memory holds at that size.
 WORKER_BYTES = 3 * 1024**3 // 2
-# The modules whose code decides the features: a change to any of them makes every cached analysis stale.
-ANALYSIS_MODULES = ("features.py", "pulse.py", "sources.py")
-ANALYSIS_LIBRARIES = ("librosa", "numpy", "scipy", "soundfile")
-
-
-@dataclass(frozen=True)
-class Analysis:
-    features: MusicalFeatures
-    analysed: AnalysedAudio
-    meta: dict | None  # a dataset record's upstream metadata (None for files)
 
 
 @dataclass(frozen=True)
@@ -73,158 +54,26 @@ def auto_jobs(sources: int) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        by_memory = max(1, free // WORKER_BYTES)
-    except (AttributeError, ValueError, OSError):  # no such counter here (macOS, Windows)
-        by_memory = cpus
+    free = available_memory()
+    by_memory = cpus if free is None else max(1, free // WORKER_BYTES)
     return max(1, min(cpus, by_memory, sources // FILES_PER_WORKER))
 
 
-@cache
-def analysis_code() -> str:
-    """What makes an analysis what it is: the feature code's own text and its libraries' versions, hashed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    digest = hashlib.sha256()
-    for name in ANALYSIS_MODULES:
-        digest.update(name.encode() + b"\0" + (Path(__file__).parent / name).read_bytes() + b"\0")
-    for library in ANALYSIS_LIBRARIES:
-        try:
-            digest.update(f"{library}={version(library)}\0".encode())
-        except PackageNotFoundError:
-            digest.update(f"{library}=?\0".encode())
-    return digest.hexdigest()
-
-
-def source_key(source: Source) -> str | None:
-    """The cache key of a source as it is on disk now; None if it cannot be looked at (it is then not cached)."""
+def available_memory() -> int | None:
+    """Bytes that new processes can have without swapping: Linux's MemAvailable (free memory plus the page cache and
+    other memory the kernel can reclaim; proc(5)), else free pages (SC_AVPHYS_PAGES, which counts no page cache: on
+    a machine that has read a few GB of files it is a fraction of what is usable), else None."""
     try:
-        status = source.path.stat()
-        resolved = str(source.path.resolve())
-    except OSError:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for line in meminfo:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no such counter here (macOS, Windows)
         return None
-    identity = {"code": analysis_code(), "path": resolved, "size": status.st_size, "mtime_ns": status.st_mtime_ns,
-                "record": source.record}
-    canonical = json.dumps(identity, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def cache_path_for(output: Path) -> Path:
-    return output.with_name(f"{output.stem}.analysis-cache.jsonl")
-
-
-_FEATURE_TYPES = {field.name: field.type for field in fields(MusicalFeatures)}
-
-
-def _features_from(record) -> MusicalFeatures | None:
-    """MusicalFeatures from a cache line's dict, or None unless every field is there with its type (finite floats)."""
-    if not isinstance(record, dict) or set(record) != set(_FEATURE_TYPES):
-        return None
-    values = {}
-    for name, kind in _FEATURE_TYPES.items():
-        value = record[name]
-        if kind == "str":
-            if not isinstance(value, str) or len(value) > 16:
-                return None
-        elif value is None and "None" in kind:
-            pass
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return None
-        else:
-            value = float(value)
-        values[name] = value
-    return MusicalFeatures(**values)
-
-
-def _analysed_from(record) -> AnalysedAudio | None:
-    if not isinstance(record, dict):
-        return None
-    seconds, windows = record.get("source_seconds"), record.get("windows")
-    numbers = [seconds] + [x for window in windows for x in window] if isinstance(windows, list) and all(
-        isinstance(w, list) and len(w) == 2 for w in windows) else None
-    if not numbers or len(numbers) < 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                  and math.isfinite(x) for x in numbers):
-        return None
-    return AnalysedAudio(float(seconds), tuple((float(a), float(b)) for a, b in windows))
-
-
-class AnalysisCache:
-    """Analyses by source key, read from `path` (a JSON-lines file) once and appended to as sources are analysed.
-    `path=None` keeps nothing."""
-
-    def __init__(self, path: Path | None):
-        self.path = path
-        self._known: dict[str, Analysis] = {}
-        self._file = None
-        if path is None:
-            return
-        if path.is_symlink():
-            raise AudioInputError(f"{path}: the analysis cache is a symbolic link; remove it or choose another --output")
-        try:
-            with open(path, "rb") as lines:
-                rejected = sum(not self._take(line) for line in lines)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            log.warning("%s: the analysis cache cannot be read, analysing again (%s)", path, exc.strerror or exc)
-            return
-        if rejected:
-            log.warning("%s: %d line(s) are not analyses of this version; those sources are analysed again", path,
-                        rejected)
-
-    def _take(self, line: bytes) -> bool:
-        if len(line) > MAX_CACHE_LINE_BYTES:
-            return False
-        try:
-            entry = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            return False
-        if not (isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT and isinstance(entry.get("key"), str)
-                and len(entry["key"]) == 64):
-            return False
-        features, analysed = _features_from(entry.get("features")), _analysed_from(entry.get("analysed"))
-        meta = entry.get("audio_meta")
-        if features is None or analysed is None or not (meta is None or isinstance(meta, dict)):
-            return False
-        self._known[entry["key"]] = Analysis(features, analysed, meta)
-        return True
-
-    def __len__(self) -> int:
-        return len(self._known)
-
-    def get(self, key: str | None) -> Analysis | None:
-        return None if key is None else self._known.get(key)
-
-    def put(self, key: str | None, analysis: Analysis) -> None:
-        if key is None or self.path is None:
-            return
-        self._known[key] = analysis
-        try:
-            line = json.dumps({"format": CACHE_FORMAT, "key": key,
-                               "features": {name: getattr(analysis.features, name) for name in _FEATURE_TYPES},
-                               "analysed": {"source_seconds": analysis.analysed.source_seconds,
-                                            "windows": [list(window) for window in analysis.analysed.windows]},
-                               "audio_meta": analysis.meta}, ensure_ascii=False, allow_nan=False)
-        except ValueError:  # a NaN in upstream metadata has no JSON: this one is analysed again next time
-            return
-        try:
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                     0o644)
-                self._file = os.fdopen(descriptor, "a", encoding="utf-8")
-                if self._file.tell():  # a line cut short by a crash must not swallow the next one
-                    self._file.write("\n")
-            self._file.write(line + "\n")
-            self._file.flush()
-        except OSError as exc:
-            raise DiskError(f"{self.path}: the analysis cannot be saved ({exc.strerror or exc})") from exc
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
 
 def _analyse_in_worker(task: tuple) -> Analysis | Problem:
@@ -297,6 +146,10 @@ def analyse_sources(sources: list[Source], jobs: int = 1,
         except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C here, or in the consumer (which then closes us)
             _keep_running(pool, pending, keys, cache)
             raise
+        except BrokenProcessPool as exc:  # seen when a result is awaited, or a next file is submitted
+            _keep_finished(pending, keys, cache)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise _worker_died(sources[index], cache) from exc
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -311,13 +164,31 @@ def _keep_running(pool, pending: dict, keys: list, cache: AnalysisCache) -> None
                     "them)", len(running))
     try:
         for index, future in running.items():
-            outcome = future.result()
-            if isinstance(outcome, Analysis):
+            # exception() waits as result() does, but a broken pool (SIGTERM to the whole group) does not replace
+            # the reason we are stopping
+            if future.exception() is None and isinstance(outcome := future.result(), Analysis):
                 cache.put(keys[index], outcome)
     except KeyboardInterrupt:
         for process in list(getattr(pool, "_processes", {}).values()):  # no public way before Python 3.14
             process.terminate()
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _keep_finished(pending: dict, keys: list, cache: AnalysisCache) -> None:
+    """The analyses that finished before a worker died are kept (the pool is broken: nothing else will finish)."""
+    for index, future in pending.items():
+        if future is not None and future.done() and not future.cancelled() and future.exception() is None:
+            outcome = future.result()
+            if isinstance(outcome, Analysis):
+                cache.put(keys[index], outcome)
+
+
+def _worker_died(source: Source, cache: AnalysisCache) -> AnalysisProcessError:
+    kept = (f"the {len(cache)} analyses made so far are kept in {cache.path}: run the same command again to resume"
+            if cache.path is not None and len(cache) else "no analysis was kept")
+    return AnalysisProcessError(
+        f"a process analysing audio died while {source.name} or one of the files after it was analysed (killed for "
+        f"memory? try fewer --jobs); {kept}")
 
 
 def _submit(pool, source: Source) -> concurrent.futures.Future:

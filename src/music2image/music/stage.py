@@ -24,7 +24,8 @@ import numpy as np
 from ..version import __version__
 from ..errors import AudioInputError
 from ..settings import MAX_SEED
-from .analysis import AnalysisCache, Problem, analyse_sources, auto_jobs, cache_path_for
+from .analysis import Problem, analyse_sources, auto_jobs
+from .analysis_cache import AnalysisCache, cache_path_for
 from .features import AudioProblem, MusicalFeatures
 from .mapping import Emotion, distinct_descriptors, emotion_of, mood_label
 from .sources import AnalysedAudio, Source, collect_sources
@@ -220,14 +221,16 @@ def iter_samples(sources: list[Source], plan: PromptPlan, writer, jobs: int = 1,
 
 def build_prompts(inputs: list[str | os.PathLike], plan: PromptPlan | None = None, *, allow_pickle: bool = False,
                   text_model: str | None = None, llm: LLMSettings | None = None, writer=None,
-                  jobs: int | None = None, analysis_cache: str | os.PathLike | None = None,
+                  jobs: int | None = 1, analysis_cache: str | os.PathLike | None = None,
                   progress: bool = False, progress_interval: float = 30.0) -> PromptsDocument:
     """The typed prompts document for `inputs` (files, folders, .npy datasets). `writer` (anything with `name` and
     `write(descriptors, temperature, rng) -> (text, descriptors)`) overrides the default vocabulary writer; with
     `llm`, a chat model writes the text (answers cached in `llm.cache_dir`, or in memory when that is None).
-    `jobs`: processes analysing the audio (None: one per CPU, as memory allows; the result is the same for any
-    number). `analysis_cache`: a JSON-lines file where each analysis is kept as it is made, so that a second call
-    (after an interruption, or with another plan) analyses only what it lacks (analysis.py).
+    `jobs`: processes analysing the audio (1: this one; None: one per CPU, as memory allows; the result is the same
+    for any number). Workers are started by spawn, which imports the caller's main module again: a script that
+    asks for workers must call this under `if __name__ == "__main__":` (the CLI's entry points do).
+    `analysis_cache`: a JSON-lines file where each analysis is kept as it is made, so that a second call (after an
+    interruption, or with another plan) analyses only what it lacks (analysis.py).
     `progress`: a bar on a terminal, else a log line every `progress_interval` seconds and at each tenth."""
 
     plan = (plan or PromptPlan()).validate()
@@ -275,7 +278,7 @@ def _refuse_unwritable(output: Path) -> None:
 
 def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLike, plan: PromptPlan | None = None, *,
                        allow_pickle: bool = False, text_model: str | None = None, llm: LLMSettings | None = None,
-                       writer=None, overwrite: bool = False, jobs: int | None = None, cache_analyses: bool = True,
+                       writer=None, overwrite: bool = False, jobs: int | None = 1, cache_analyses: bool = True,
                        progress: bool = False, progress_interval: float = 30.0) -> PromptsDocument:
     """Analyse `inputs` and write the visual-prompts file atomically. The same inputs and settings give the same
     bytes, so re-running is harmless; a different existing file is kept unless `overwrite`. Each analysis is kept
