@@ -271,6 +271,15 @@ def test_run_checks_image_settings_before_analysing_audio(flags, audio_dir, work
     assert not (workdir / "generated_prompts").exists() and not (workdir / "images").exists()
 
 
+def test_run_names_its_own_flag_when_the_prompts_file_cannot_be_written(audio_dir, workdir, capsys):
+    """`run` has no --output; its messages said "--output song.wav: is one of the audio inputs"."""
+    song = str(audio_dir / "01_c_major.wav")
+    assert run_cli("run", song, "--prompts-file", song, "--overwrite", "--model", "tiny", "--output-dir", "out") == 2
+    err = capsys.readouterr().err
+    assert f"error: --prompts-file {song}: is one of the audio inputs" in err and "--output " not in err
+    assert not (workdir / "out").exists()
+
+
 def test_build_document_is_the_python_api(audio_dir):
     document = build_document([audio_dir / "02_a_minor.flac"], PromptPlan(convergent=1, divergent=1))
     assert [p["mode"] for p in document["samples"][0]["prompts"]] == ["convergent", "divergent"]

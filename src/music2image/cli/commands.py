@@ -48,7 +48,7 @@ def cmd_generate(args) -> int:
     return result.exit_status
 
 
-def _write_prompts(args, output: str, overwrite: bool):
+def _write_prompts(args, output: str, overwrite: bool, output_flag: str = "--output"):
     from ..music import LLMSettings, PromptPlan, write_prompts_file
 
     plan = PromptPlan(convergent=args.convergent, divergent=args.divergent,
@@ -64,7 +64,8 @@ def _write_prompts(args, output: str, overwrite: bool):
     llm = LLMSettings(args.llm, args.llm_model or "", args.llm_base_url, **tuning) if args.llm else None
     document = write_prompts_file(args.audio, output, plan, allow_pickle=args.allow_pickle, text_model=args.text_model,
                                   llm=llm, overwrite=overwrite, jobs=args.jobs,
-                                  cache_analyses=not args.no_analysis_cache, progress=not args.quiet,
+                                  cache_analyses=not args.no_analysis_cache, output_flag=output_flag,
+                                  progress=not args.quiet,
                                   progress_interval=args.progress_interval)
     print(f"prompts: {len(document.samples) - document.skipped} samples, {document.prompt_count} prompts, "
           f"{document.skipped} skipped -> {output}")
@@ -87,7 +88,7 @@ def cmd_run(args) -> int:
         args.prompts_file = str(Path(args.output_dir) / RUN_PROMPTS_NAME)
         if Path(args.output_dir).is_dir():  # a folder another run is writing: refused before any audio is read
             OutputLock(Path(args.output_dir)).acquire().release()
-    document = _write_prompts(args, args.prompts_file, args.overwrite)
+    document = _write_prompts(args, args.prompts_file, args.overwrite, "--prompts-file")
     if not document.prompt_count:
         print("music2image: no sample gave prompts (see the warnings above); no images to make", file=sys.stderr)
         return ExitStatus.SOME_FAILED

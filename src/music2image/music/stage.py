@@ -261,7 +261,7 @@ def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = No
     return build_prompts(inputs, plan, **options).as_dict()
 
 
-def _refuse_unwritable(output: Path) -> None:
+def _refuse_unwritable(output: Path, output_flag: str) -> None:
     """Say before the analysis, not after it (an hour, for a big folder), that --output cannot be written: a file
     in the way of its folder, or no permission to write there. Nothing is created here."""
     existing = output.parent
@@ -273,31 +273,32 @@ def _refuse_unwritable(output: Path) -> None:
         problem = f"no permission to write in {existing}"
     else:
         return
-    raise AudioInputError(f"--output {output}: cannot be written: {problem}; nothing was analysed")
+    raise AudioInputError(f"{output_flag} {output}: cannot be written: {problem}; nothing was analysed")
 
 
 def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLike, plan: PromptPlan | None = None, *,
                        allow_pickle: bool = False, text_model: str | None = None, llm: LLMSettings | None = None,
                        writer=None, overwrite: bool = False, jobs: int | None = 1, cache_analyses: bool = True,
+                       output_flag: str = "--output",
                        progress: bool = False, progress_interval: float = 30.0) -> PromptsDocument:
     """Analyse `inputs` and write the visual-prompts file atomically. The same inputs and settings give the same
     bytes, so re-running is harmless; a different existing file is kept unless `overwrite`. Each analysis is kept
     beside the file as it is made (OUTPUT_STEM.analysis-cache.jsonl, unless not `cache_analyses`), so an
     interrupted call resumes. With `llm`, its answers are cached beside the file (OUTPUT_STEM.llm-cache/) unless
-    `llm.cache_dir` says where."""
+    `llm.cache_dir` says where. `output_flag`: what messages call `output` (`run` says --prompts-file)."""
     from ..outputs import atomic_write_bytes
     from ..prompts import load_prompts
 
     output = Path(output)
     if output.is_dir():
-        raise AudioInputError(f"--output {output}: is a folder; give a file name ending in .json")
+        raise AudioInputError(f"{output_flag} {output}: is a folder; give a file name ending in .json")
     if output.exists() and not output.is_file():  # --overwrite renamed our file over /dev/null, as root
-        raise AudioInputError(f"--output {output}: is not a regular file (a device or a pipe); give a file name")
+        raise AudioInputError(f"{output_flag} {output}: is not a regular file (a device or a pipe); give a file name")
     if output.exists() and not overwrite and not os.access(output, os.R_OK):
-        raise AudioInputError(f"--output {output}: exists and cannot be read")
+        raise AudioInputError(f"{output_flag} {output}: exists and cannot be read")
     if output.is_file() and any(Path(item).is_file() and output.samefile(item) for item in inputs):
-        raise AudioInputError(f"--output {output}: is one of the audio inputs; --overwrite would replace it")
-    _refuse_unwritable(output)
+        raise AudioInputError(f"{output_flag} {output}: is one of the audio inputs; --overwrite would replace it")
+    _refuse_unwritable(output, output_flag)
     if llm is not None:
         llm = with_cache_next_to(llm, output)
     document = build_prompts(inputs, plan, allow_pickle=allow_pickle, text_model=text_model, llm=llm, writer=writer,
@@ -308,8 +309,8 @@ def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLik
     data = (json.dumps(as_json, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     if output.exists() and output.read_bytes() != data and not overwrite:
         raise AudioInputError(
-            f"--output {output}: already exists with other prompts; add --overwrite to replace it, "
-            "or choose another --output"
+            f"{output_flag} {output}: already exists with other prompts; add --overwrite to replace it, "
+            f"or choose another {output_flag}"
         )
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -317,5 +318,5 @@ def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLik
     except OSError as exc:
         from ..errors import DiskError
 
-        raise DiskError(f"--output {output}: cannot be written ({exc.strerror or exc})") from exc
+        raise DiskError(f"{output_flag} {output}: cannot be written ({exc.strerror or exc})") from exc
     return document
