@@ -31,6 +31,7 @@ from .plan import plan_jobs
 from .prompts import DEFAULT_PROMPTS_FILE, load_prompts, refuse_empty_selection, select_prompts
 from .recipe import recipe_of
 from .results import RunResult
+from .safe_paths import creation_problem
 from .settings import GenerationSettings
 
 log = logging.getLogger("music2image")
@@ -154,18 +155,9 @@ class _Folder:
         (a file in the way, no permission to write where it goes), not minutes later. Nothing is created here."""
         if os.path.isdir(self.path):
             return
-        existing = self.path
-        # lexists: a dangling link is in the way too (mkdir meets it); os.path, not Path: below a folder we may not
-        # search, everything reads as absent (Path.exists raises), and that folder's access says why.
-        while not os.path.lexists(existing) and existing != existing.parent:
-            existing = existing.parent
-        if not os.path.isdir(existing):
-            problem = f"{existing} is not a folder"
-        elif not os.access(existing, os.W_OK | os.X_OK):
-            problem = f"no permission to create anything in {existing}"
-        else:
-            return
-        raise OutputDirError(f"{self.path}: cannot create the output folder: {problem}; nothing was written.")
+        problem = creation_problem(self.path)
+        if problem:
+            raise OutputDirError(f"{self.path}: cannot create the output folder: {problem}; nothing was written.")
 
     def lock(self) -> None:
         if self._lock is None:

@@ -144,3 +144,18 @@ def resolves_inside(root: str | os.PathLike, relative: str | os.PathLike) -> Pat
     if os.path.commonpath([real_root, real]) != real_root or not os.path.isfile(real):
         return None
     return path
+
+
+def creation_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` (a folder, or a file, with the folders above it) could not be created now, said before any long
+    work: a file in the way of its folder, or no permission to write in the nearest one that exists; None if it can.
+    Nothing is created here. lexists: a dangling link is in the way too (mkdir meets it); os.path, not Path: below a
+    folder we may not search everything reads as absent (Path.exists raises), and that folder's access says why."""
+    existing = Path(path)
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to create anything in {existing}"
+    return None

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..version import __version__
 from ..errors import AudioInputError
+from ..safe_paths import creation_problem
 from ..settings import MAX_SEED
 from .analysis import Problem, analyse_sources, auto_jobs
 from .analysis_cache import AnalysisCache, cache_path_for
@@ -264,16 +265,9 @@ def build_document(inputs: list[str | os.PathLike], plan: PromptPlan | None = No
 def _refuse_unwritable(output: Path, output_flag: str) -> None:
     """Say before the analysis, not after it (an hour, for a big folder), that --output cannot be written: a file
     in the way of its folder, or no permission to write there. Nothing is created here."""
-    existing = output.parent
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
-    if not os.path.isdir(existing):
-        problem = f"{existing} is not a folder"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"no permission to write in {existing}"
-    else:
-        return
-    raise AudioInputError(f"{output_flag} {output}: cannot be written: {problem}; nothing was analysed")
+    problem = creation_problem(output.parent)
+    if problem:
+        raise AudioInputError(f"{output_flag} {output}: cannot be written: {problem}; nothing was analysed")
 
 
 def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLike, plan: PromptPlan | None = None, *,
