@@ -81,11 +81,7 @@ def _analyse_in_worker(task: tuple) -> Analysis | Problem:
     audio come back as a Problem; anything else is a bug and raises."""
     if task[0] == "file":
         return _analyse_here(Source(task[1].name, task[1]))
-    audio, rate, analysed, meta = task[1:]
-    try:
-        return Analysis(analyse(audio, rate), analysed, meta)
-    except AudioProblem as exc:
-        return Problem(str(exc), meta)
+    return _analyse_loaded(*task[1:])
 
 
 def _ignore_interrupts() -> None:
@@ -204,9 +200,16 @@ def _submit(pool, source: Source) -> concurrent.futures.Future:
 
 
 def _analyse_here(source: Source) -> Analysis | Problem:
-    meta = None
     try:
-        audio, rate, analysed, meta = load_source(source)
+        loaded = load_source(source)
+    except AudioProblem as exc:
+        return Problem(str(exc))
+    return _analyse_loaded(*loaded)
+
+
+def _analyse_loaded(audio, rate: int, analysed, meta: dict | None) -> Analysis | Problem:
+    """A source's audio, read, analysed (its upstream metadata kept either way)."""
+    try:
         return Analysis(analyse(audio, rate), analysed, meta)
     except AudioProblem as exc:
         return Problem(str(exc), meta)
