@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+TIGHTNESSES = (400, 100)  # features.BEAT_TIGHTNESS today, and librosa's default
 BROAD_RISE_DB = 2.0  # a mel band "rises" when its level grows by this much from one frame to the next
 CUES = ("median", "prior", "broad", "low", "alt_median", "alt_broad", "alt_low")
 COMBINATIONS = (("median", "prior"), ("median", "broad", "prior"), ("median", "low", "prior"),
@@ -40,21 +41,6 @@ def _alternation(envelope: np.ndarray, beats: np.ndarray) -> float:
     peaks = np.array([envelope[max(0, b - 2): b + 3].max() for b in beats])
     even, odd = peaks[0::2].mean(), peaks[1::2].mean()
     return float(max(even, odd) / max(min(even, odd), 1e-9))
-
-
-def tempo_inputs(audio: np.ndarray):
-    """(mel spectrogram in dB, tempo_candidates) as estimate_tempo makes them; candidates None without a pulse."""
-    import librosa
-
-    from music2image.music import features
-    from music2image.music.pulse import band_envelopes, pulse_clarity
-
-    rate, hop = features.SAMPLE_RATE, features.TEMPO_HOP
-    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(y=audio - audio.mean(), sr=rate, hop_length=hop))
-    if pulse_clarity(band_envelopes(mel_db, rate, hop), rate / hop, features.TEMPO_RANGE_BPM) < \
-            features.MIN_PULSE_CLARITY:
-        return mel_db, None
-    return mel_db, features.tempo_candidates(mel_db)
 
 
 def clip_cues(mel_db: np.ndarray, candidates, truth: float) -> dict | None:
@@ -76,7 +62,7 @@ def clip_cues(mel_db: np.ndarray, candidates, truth: float) -> dict | None:
         return abs(bpm - truth) / truth <= 0.04
 
     # The refined tempo is what is scored; its ratio to the grid choice carries over to the rival octave.
-    refined = refine(envelope, chosen, 400) / chosen
+    refined = features.refined_tempo(envelope, chosen)[0] / chosen
     label = "slow" if near(slow * refined) else "fast" if near(fast * refined) else None
     if label is None:
         return None
@@ -85,7 +71,8 @@ def clip_cues(mel_db: np.ndarray, candidates, truth: float) -> dict | None:
     broad = np.concatenate([[0.0], (rise > BROAD_RISE_DB).mean(axis=0)])
     low = librosa.onset.onset_strength_multi(S=mel_db, sr=rate, hop_length=hop, aggregate=np.median,
                                              channels=list(features.TEMPO_BAND_EDGES[:2]))[0]
-    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=rate, hop_length=hop, bpm=fast, tightness=400)
+    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=rate, hop_length=hop, bpm=fast,
+                                       tightness=features.BEAT_TIGHTNESS)
 
     def ratio(curve: np.ndarray) -> float:
         at = [float(np.interp(np.log(bpm), np.log(features.TEMPO_GRID_BPM), curve)) for bpm in (slow, fast)]
@@ -100,28 +87,13 @@ def clip_cues(mel_db: np.ndarray, candidates, truth: float) -> dict | None:
 
 def tightness_hits(candidates, truth: float) -> dict[int, bool]:
     """Is the refined tempo within 4 %, with the beat tracker at today's tightness (400) and librosa's default?"""
-    from music2image.music.features import octave_salience
+    from music2image.music.features import octave_salience, refined_tempo
 
     if candidates is None:
-        return {400: False, 100: False}
+        return {k: False for k in TIGHTNESSES}
     envelope, octaves, autocorrelation = candidates
     chosen = max(octaves, key=lambda bpm: octave_salience(autocorrelation, bpm))
-    return {k: abs(refine(envelope, chosen, k) - truth) / truth <= 0.04 for k in (400, 100)}
-
-
-def refine(envelope: np.ndarray, bpm: float, tightness: float) -> float:
-    """estimate_tempo's last step: a line through the beats tracked near `bpm`."""
-    import librosa
-
-    from music2image.music.features import SAMPLE_RATE, TEMPO_HOP
-
-    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=TEMPO_HOP, bpm=bpm,
-                                       tightness=tightness)
-    if len(beats) >= 4:
-        frames_per_beat = np.polyfit(np.arange(len(beats)), beats, 1)[0]
-        if frames_per_beat > 0:
-            return 60.0 * SAMPLE_RATE / TEMPO_HOP / frames_per_beat
-    return bpm
+    return {k: abs(refined_tempo(envelope, chosen, k)[0] - truth) / truth <= 0.04 for k in TIGHTNESSES}
 
 
 def _design(rows: list[dict], cues: tuple[str, ...]) -> np.ndarray:
@@ -167,18 +139,18 @@ def main() -> None:
 
     import librosa
 
-    from music2image.music.features import SAMPLE_RATE
+    from music2image.music.features import SAMPLE_RATE, tempo_inputs
 
     draws, tightness = {}, {}
     for seed in args.seed:
         cache = default_cache(seed)
         clips = build(cache, seed=seed)[: args.limit]
-        rows, hits = [], {400: 0, 100: 0}
+        rows, hits = [], dict.fromkeys(TIGHTNESSES, 0)
         for clip in clips:
             audio, rate = soundfile.read(str(cache / clip["file"]), dtype="float32")
             if rate != SAMPLE_RATE:
                 audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
-            mel_db, candidates = tempo_inputs(audio)
+            mel_db, candidates = tempo_inputs(audio - audio.mean())  # as analyse() hands it over
             cues = clip_cues(mel_db, candidates, clip["bpm"])
             if cues is not None:
                 rows.append(cues)
@@ -211,8 +183,8 @@ def main() -> None:
     for name, (on_a, on_b) in table.items():
         print(f"{name:<76}{on_a:>6}{on_b:>6}")
     for seed in (a, b):
-        print(f"tempo within 4 % on {seed}, refined at tightness 400 / 100: "
-              f"{tightness[seed][400]:.3f} / {tightness[seed][100]:.3f}")
+        print(f"tempo within 4 % on {seed}, refined at tightness {' / '.join(map(str, TIGHTNESSES))}: "
+              + " / ".join(f"{tightness[seed][k]:.3f}" for k in TIGHTNESSES))
     print(json.dumps({"pairs": counts, "right": table, "tempo_4pct_by_tightness": tightness}))
 
 
