@@ -292,3 +292,31 @@ def test_auto_jobs_counts_the_memory_the_page_cache_would_give_back(monkeypatch)
     cpus = len(os.sched_getaffinity(0))
     assert analysis.auto_jobs(10**6) == max(1, min(cpus, available // analysis.WORKER_BYTES))
     assert analysis.available_memory() == pytest.approx(available, rel=0.2)
+
+
+_CTRL_C_AS_WORKERS_START = """
+import os, signal, sys, threading
+from pathlib import Path
+from music2image.music.analysis import analyse_sources
+from music2image.music.sources import Source
+sources = [Source(p.name, p) for p in sorted(Path("music").glob("*.wav"))]
+analyses = analyse_sources(sources, jobs=2)
+# The first next() starts both workers; a fresh interpreter takes a second or more to import librosa.
+threading.Timer(0.2, os.killpg, (0, signal.SIGINT)).start()
+try:
+    list(analyses)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_while_the_workers_start_prints_no_traceback(songs, workdir):
+    """Ctrl-C reaches every process of the group. A worker ignores it once its initializer runs, but it first
+    imports its modules (about a second): Ctrl-C then printed each worker's KeyboardInterrupt traceback, and one of
+    the pool's thread (InvalidStateError), over the 'interrupted' message."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", _CTRL_C_AS_WORKERS_START], cwd=workdir, capture_output=True,
+                          text=True, timeout=300, start_new_session=True)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr

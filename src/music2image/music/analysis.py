@@ -86,7 +86,26 @@ def _analyse_in_worker(task: tuple) -> Analysis | Problem:
 
 def _ignore_interrupts() -> None:
     # Ctrl-C reaches the whole process group: the parent stops the pool, the workers must not each print a traceback.
+    # A worker starts with SIGINT blocked (_interrupts_held): ignoring it first drops one that came while it started.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def _interrupts_held():
+    """SIGINT blocked in this thread (held back, not lost: it comes when this ends) while the pool starts workers,
+    which inherit the mask. A worker takes about a second to import its modules before its initializer can ignore
+    Ctrl-C; one pressed then printed each worker's KeyboardInterrupt traceback and, the pool broken, one from the
+    pool's own thread. Not on Windows (no signal masks; the workers are not in the console's group there either)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 @contextmanager
@@ -189,14 +208,17 @@ def _worker_died(source: Source, cache: AnalysisCache) -> AnalysisProcessError:
 
 def _submit(pool, source: Source) -> concurrent.futures.Future:
     if source.record is None:
-        return pool.submit(_analyse_in_worker, ("file", source.path))
-    try:
-        loaded = load_source(source)  # a record of a dataset already in memory: its audio goes to the worker
-    except AudioProblem as exc:
-        done = concurrent.futures.Future()
-        done.set_result(Problem(str(exc)))
-        return done
-    return pool.submit(_analyse_in_worker, ("audio", *loaded))
+        task = ("file", source.path)
+    else:
+        try:
+            loaded = load_source(source)  # a record of a dataset already in memory: its audio goes to the worker
+        except AudioProblem as exc:
+            done = concurrent.futures.Future()
+            done.set_result(Problem(str(exc)))
+            return done
+        task = ("audio", *loaded)
+    with _interrupts_held():  # submit() starts a worker when none is idle
+        return pool.submit(_analyse_in_worker, task)
 
 
 def _analyse_here(source: Source) -> Analysis | Problem:
