@@ -107,6 +107,19 @@ def test_a_file_name_that_is_not_utf8_is_read_and_recorded_escaped(workdir, caps
     assert samples[0]["musical_features"] == samples[1]["musical_features"]  # read, not skipped
 
 
+def test_a_line_break_in_a_file_name_is_shown_escaped_in_its_warning(workdir, capsys):
+    """A file named "a<newline>b.wav" split its "skipping" warning over two lines, the second reading as a message
+    about a file "b.wav"."""
+    from synth import silence
+
+    (workdir / "music").mkdir()
+    write_wav(workdir / "music" / "ok.wav", progression(57, "minor", 80, 4))
+    write_wav(workdir / "music" / "a\nb.wav", silence(2))
+    assert run_cli("prompts", "music", "--output", "p.json") == 0
+    err = capsys.readouterr().err
+    assert "skipping a\\u000ab.wav: silent" in err and not any(line.startswith("b.wav") for line in err.splitlines())
+
+
 def test_a_pipe_named_like_audio_is_refused_not_waited_on(workdir, capsys):
     os.mkfifo(workdir / "stream.wav")  # opening it waited forever for a writer
     assert run_cli("prompts", "stream.wav", "--output", "out/p.json") == 2

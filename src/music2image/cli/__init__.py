@@ -177,11 +177,17 @@ def build_parser(generate_prog: str | None = None) -> argparse.ArgumentParser:
 
 class _TerminalSafeFormatter(logging.Formatter):
     """Warnings name files, and a file name can hold escape sequences (`\\x1b[2J` clears the screen): shown
-    escaped, never sent to the terminal."""
+    escaped, never sent to the terminal. A line break is the message's own where its text has one, escaped where a
+    value put into it has one: a file named "a<newline>b.wav" split its "skipping" warning over two lines, the second
+    starting with "b.wav", which read as another file."""
 
     def format(self, record: logging.LogRecord) -> str:
         from ..image_text import terminal_safe
 
+        if isinstance(record.args, tuple) and record.args:
+            record = logging.makeLogRecord(record.__dict__)  # other handlers see the record as it was
+            record.args = tuple(terminal_safe(str(arg), keep="\t") if isinstance(arg, (str, os.PathLike)) else arg
+                                for arg in record.args)
         return terminal_safe(super().format(record))
 
 
