@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 from synth import noise_bursts, progression, silence, write_wav  # noqa: E402
 
 from music2image.music import analysis, write_prompts_file  # noqa: E402
+from music2image.music.analysis_cache import source_key  # noqa: E402
+from music2image.music.sources import collect_sources  # noqa: E402
 from music2image.music.writer import VocabularyWriter  # noqa: E402
 
 RATE = 11025
@@ -74,6 +76,38 @@ def test_an_edited_file_is_analysed_again_and_the_others_are_not(songs, workdir,
     after = write_prompts_file(["music"], "p.json", jobs=1, overwrite=True).samples[1].features
     assert sorted(analysed) == [2.0, 5.0]  # the silent file and the edited one
     assert after != before and after == analyse(*soundfile.read(str(songs / "01.wav"), dtype="float32"))
+
+
+def test_a_complete_run_drops_stale_lines_and_a_resumed_cache_raises_no_warning(songs, workdir, analysed, caplog):
+    """Appending never dropped a line: the cache grew by one at each edit of a file, by every file at each change
+    of the analysis code. And each run that appended began with a blank line (a separator against a line cut short
+    by a crash), which the next run counted as "not an analysis of this version" and warned about."""
+    write_prompts_file(["music"], "p.json", jobs=1)
+    cache = workdir / "p.analysis-cache.jsonl"
+    assert len(cache.read_text().splitlines()) == 6  # the silent file is not kept
+
+    def edit(*names):
+        for name in names:
+            (songs / name).write_bytes((songs / name).read_bytes())  # the same bytes, a new ctime: a new key
+        analysed.clear()
+        write_prompts_file(["music"], "p.json", jobs=1, overwrite=True)
+        return len(analysed) - 1, cache.read_text().splitlines()
+
+    again, lines = edit("00.wav")
+    assert again == 1 and len(lines) == 7 and "" not in lines  # one stale line of seven: kept for now
+    again, lines = edit("02.wav")
+    assert again == 1 and len(lines) == 6  # two of eight: rewritten with the six live ones
+    assert {json.loads(line)["key"] for line in lines} == {
+        source_key(source) for source in collect_sources(["music"]) if source.name != "05_silence.wav"}
+    for name in ("00.wav", "01.wav", "02.wav", "03.wav"):
+        (songs / name).write_bytes((songs / name).read_bytes())
+    with pytest.raises(KeyboardInterrupt):  # an interrupted run keeps every line, stale or not
+        write_prompts_file(["music"], "p.json", jobs=1, overwrite=True, writer=_InterruptingWriter())
+    assert len(cache.read_text().splitlines()) > 6
+    analysed.clear()
+    write_prompts_file(["music"], "p.json", jobs=1, overwrite=True)
+    assert len(cache.read_text().splitlines()) == 6 and len(analysed) == 2  # 03 and the silent file; 00-02 kept
+    assert "not analyses of this version" not in caplog.text
 
 
 def test_a_hostile_cache_line_is_analysed_again_and_the_result_is_unchanged(songs, workdir, analysed, caplog):

@@ -134,6 +134,7 @@ def analyse_sources(sources: list[Source], jobs: int = 1,
     if jobs <= 1 or sum(cache.get(k) is None for k in keys) <= 1:
         for source, key in zip(sources, keys):
             yield _cached_or(cache, key, lambda source=source: _analyse_here(source))
+        cache.keep_only(keys)
         return
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch's threads
     with _one_thread_per_worker(), concurrent.futures.ProcessPoolExecutor(
@@ -158,6 +159,7 @@ def analyse_sources(sources: list[Source], jobs: int = 1,
                 if isinstance(outcome, Analysis):
                     cache.put(keys[index], outcome)
                 yield outcome
+            cache.keep_only(keys)
         except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C here, or in the consumer (which then closes us)
             _keep_running(pool, pending, keys, cache)
             raise

@@ -5,7 +5,8 @@ One JSON line per analysed source, keyed by the source (its resolved path, inode
 times, and record for an .npy dataset) and by the analysis itself (the source text of the modules that compute
 features, and the versions of the libraries they call): an edited file or a changed analysis is analysed again,
 never read stale. Every line is untrusted: one that does not parse into features analyse() could give is analysed
-again. The cache is an optimisation: a file that cannot be kept costs a warning, not the run (only a symbolic
+again. A complete run drops the lines of sources it was not given, or that changed (AnalysisCache.keep_only).
+The cache is an optimisation: a file that cannot be kept costs a warning, not the run (only a symbolic
 link in its place is refused, before any analysis: it points outside the output folder).
 """
 
@@ -122,6 +123,7 @@ class AnalysisCache:
         self._known: dict[str, Analysis] = {}
         self._file = None
         self._keeps = path is not None  # False once the file cannot be written: the run goes on without it
+        self._lines = 0  # lines in the file: read (kept or not) and appended
         if path is None:
             return
         if path.is_symlink():
@@ -140,7 +142,9 @@ class AnalysisCache:
             return
         with os.fdopen(descriptor, "rb") as lines:
             try:
-                rejected = sum(not self._take(line) for line in _bounded_lines(lines))
+                taken = [self._take(line) if line.strip() else None for line in _bounded_lines(lines)]
+                # a blank line is the separator put after a line a crash may have cut short (put): not rejected
+                self._lines, rejected = len(taken), taken.count(False)
             except OSError as exc:
                 log.warning("%s: the analysis cache cannot be read, analysing again (%s)", path, exc.strerror or exc)
                 return
@@ -177,13 +181,8 @@ class AnalysisCache:
         self._known[key] = analysis
         if not self._keeps:
             return
-        try:
-            line = json.dumps({"format": CACHE_FORMAT, "key": key,
-                               "features": {name: getattr(analysis.features, name) for name in _FEATURE_TYPES},
-                               "analysed": {"source_seconds": analysis.analysed.source_seconds,
-                                            "windows": [list(window) for window in analysis.analysed.windows]},
-                               "audio_meta": analysis.meta}, ensure_ascii=False, allow_nan=False)
-        except ValueError:  # a NaN in upstream metadata has no JSON: this one is analysed again next time
+        line = _line(key, analysis)
+        if line is None:
             return
         try:
             if self._file is None:
@@ -196,12 +195,42 @@ class AnalysisCache:
                     # a hard link's other name may be anywhere: appending would write outside the output folder
                     self._stop_keeping("it is not a regular file of its own (a FIFO, a device, a hard link)")
                     return
-                if self._file.tell():  # a line cut short by a crash must not swallow the next one
-                    self._file.write("\n")
+                if status.st_size and not _ends_a_line(self.path, status):
+                    self._file.write("\n")  # a line cut short by a crash must not swallow the next one
             self._file.write(line + "\n")
             self._file.flush()
+            self._lines += 1
         except OSError as exc:
             self._stop_keeping(exc.strerror or str(exc))
+
+    def keep_only(self, keys: list[str | None]) -> None:
+        """After a complete run over the sources with these keys: the file rewritten with their analyses alone once
+        more than a quarter of its lines are of nothing else (files edited or gone, an older analysis, lines that did
+        not parse). Appending never drops a line, so without this the cache grew by a line at each edit of a file,
+        and by every file at each change of the analysis code. Rewritten to a temporary beside it, then renamed over
+        it: a stop in between leaves the old file whole."""
+        live = {key: self._known[key] for key in dict.fromkeys(keys) if key is not None and key in self._known}
+        if not self._keeps or self._lines - len(live) <= len(live) // 4:
+            return
+        self.close()
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                for key, analysis in live.items():
+                    line = _line(key, analysis)
+                    if line is not None:
+                        file.write(line + "\n")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            log.warning("%s: the analysis cache could not be rewritten without its stale lines (%s); it is kept as "
+                        "it was", self.path, exc.strerror or exc)
+            try:
+                temporary.unlink()
+            except OSError:
+                pass
+            return
+        self._lines = len(live)
 
     def _stop_keeping(self, why: str) -> None:
         """The cache is an optimisation: a file that cannot be kept costs a warning, not the run (whose prompts file
@@ -218,6 +247,34 @@ class AnalysisCache:
             except OSError:  # the last flush failed (disk full): the lines written are whole or rejected when read
                 pass
             self._file = None
+
+
+def _ends_a_line(path: Path, status: os.stat_result) -> bool:
+    """Whether the file (the one of `status`) ends with a line break; False when that cannot be read."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        same = os.fstat(descriptor)
+        return ((same.st_dev, same.st_ino) == (status.st_dev, status.st_ino)
+                and os.pread(descriptor, 1, status.st_size - 1) == b"\n")
+    except OSError:
+        return False
+    finally:
+        os.close(descriptor)
+
+
+def _line(key: str, analysis: Analysis) -> str | None:
+    """A cache line, or None for an analysis whose upstream metadata holds a NaN (no JSON for it: analysed again)."""
+    try:
+        return json.dumps({"format": CACHE_FORMAT, "key": key,
+                           "features": {name: getattr(analysis.features, name) for name in _FEATURE_TYPES},
+                           "analysed": {"source_seconds": analysis.analysed.source_seconds,
+                                        "windows": [list(window) for window in analysis.analysed.windows]},
+                           "audio_meta": analysis.meta}, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return None
 
 
 def _bounded_lines(lines) -> Iterator[bytes]:

@@ -201,7 +201,8 @@ def iter_samples(sources: list[Source], plan: PromptPlan, writer, jobs: int = 1,
                  cache: AnalysisCache | None = None) -> Iterator[SampleRecord]:
     analyses = analyse_sources(sources, jobs, cache)
     with closing(analyses):  # a stop while prompts are written still keeps the analyses the workers are finishing
-        for sample_idx, (source, analysis) in enumerate(zip(sources, analyses)):
+        for sample_idx, analysis in enumerate(analyses):  # to its end: a complete run tidies the cache (keep_only)
+            source = sources[sample_idx]
             if isinstance(analysis, Problem):
                 log.warning("skipping %s: %s", source.name, analysis.reason)
                 yield SampleRecord(sample_idx, source.name, audio_meta=analysis.meta, error=analysis.reason)
