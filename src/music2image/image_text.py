@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from .errors import Music2ImageError
+from .untrusted_json import loads as parse_json
 
 RECIPE_KEY = "music2image"
 PARAMETERS_KEY = "parameters"
@@ -147,7 +148,7 @@ def parse_recipe(text: dict[str, str], source: str | os.PathLike) -> dict:
     if RECIPE_KEY not in text:
         raise ImageTextError(f"{source}: has no music2image recipe (was it made by music2image?)")
     try:
-        document = json.loads(text[RECIPE_KEY])
+        document = parse_json(text[RECIPE_KEY])
     except ValueError as exc:
         raise ImageTextError(f"{source}: its music2image recipe is not JSON ({exc})") from None
     if not isinstance(document, dict):

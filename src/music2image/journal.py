@@ -23,6 +23,7 @@ from .errors import OutputDirError
 from .outputs.files import DEFAULT_FILES, Files, open_no_follow
 from .plan import Job
 from .records import ImageRecord, is_int, is_number, optional
+from .untrusted_json import loads as parse_json
 
 log = logging.getLogger("music2image")
 
@@ -91,7 +92,7 @@ def _parse_lines(data: bytes) -> list[dict]:
     records = []
     for line in data.splitlines():
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except (ValueError, UnicodeDecodeError):
             continue
         if isinstance(record, dict):
@@ -144,7 +145,7 @@ def _shard_records(path: Path, start: int = 0, read_to: dict | None = None):
                 if not ended and place == 0 and line == b"\n":
                     continue
                 try:
-                    record = json.loads(line)
+                    record = parse_json(line)
                 except (ValueError, UnicodeDecodeError):
                     continue
                 yield place, (record if isinstance(record, dict) else _NOT_AN_OBJECT)

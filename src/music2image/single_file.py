@@ -15,7 +15,6 @@ The layout (Stability's generative-models `sgm` names; diffusers' single_file_ut
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from .cache import cache_dir
 from .errors import ModelLoadError
 from .outputs.files import atomic_write_json
+from .untrusted_json import loads as parse_json
 
 log = logging.getLogger("music2image")
 
@@ -102,7 +102,7 @@ def _sha256_cached(path: Path, tensors: bool = False) -> dict:
     stat = path.stat()
     cache_file = hash_cache_path()
     try:
-        cache = json.loads(cache_file.read_text())
+        cache = parse_json(cache_file.read_text())
         if not isinstance(cache, dict):
             cache = {}
     except (OSError, ValueError):

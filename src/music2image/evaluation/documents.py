@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
+from ..untrusted_json import loads as parse_json
 from .analysis import COMPARED, IMAGE_MEASURES, ImageMeasures, SampleModeMeasures
 
 EVALUATION_DIR = "evaluation"
@@ -167,7 +167,7 @@ def read_evaluation(output_dir: str | Path) -> dict | None:
     try:
         if path.stat().st_size > 64 * 1024 * 1024:
             return None
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return document if isinstance(document, dict) else None

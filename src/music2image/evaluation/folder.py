@@ -6,7 +6,6 @@ output folder is an error (nothing is written); a bad entry, path or feature is 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from ..errors import Music2ImageError
 from ..outputs import LOG_NAME
+from ..untrusted_json import loads as parse_json
 
 log = logging.getLogger("music2image")
 
@@ -96,7 +96,7 @@ def read_log(output_dir: Path) -> tuple[dict, list]:
         raise Music2ImageError(f"{output_dir}: no {LOG_NAME} here; is this a music2image output folder? "
                                "(run `music2image generate` first)")
     try:
-        document = json.loads(read_text_file(path))
+        document = parse_json(read_text_file(path))
     except (OSError, ValueError) as exc:
         raise Music2ImageError(f"{path}: cannot read it ({exc})") from None
     images = document.get("generated_images") if isinstance(document, dict) else None
@@ -151,7 +151,7 @@ def read_music(path: Path | None, warnings: list[str]) -> dict[int, dict[str, ob
                         "to its parent; or give --prompts-file): no musical features, so no music-vs-image answers")
         return {}
     try:
-        document = json.loads(read_text_file(path))
+        document = parse_json(read_text_file(path))
     except (OSError, ValueError) as exc:
         warnings.append(f"{path}: cannot read the prompts file ({exc}); no musical features")
         return {}

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import DiskError
 from ..outputs import atomic_write_bytes
 from ..outputs.files import refuse_links_below
+from ..untrusted_json import loads as parse_json
 
 log = logging.getLogger("music2image")
 CACHE_FORMAT = 1
@@ -53,7 +54,7 @@ class AnswerCache:
         try:
             if path.is_symlink() or path.stat().st_size > MAX_ENTRY_BYTES:
                 return None
-            entry = json.loads(path.read_text(encoding="utf-8"))
+            entry = parse_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError, ValueError) as exc:

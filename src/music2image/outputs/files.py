@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import OutputDirError
+from ..untrusted_json import loads as parse_json
 from . import indented_json
 
 LOCK_NAME = ".music2image.lock"
@@ -256,7 +257,7 @@ class OutputLock:
 
     def _held_message(self) -> str:
         try:
-            holder = json.loads(self.path.read_text())
+            holder = parse_json(self.path.read_text())
             who = f"process {holder['pid']} on {holder['host']} (started {holder['started']})"
         except (OSError, ValueError, KeyError, TypeError):
             who = "another process"

@@ -6,7 +6,6 @@ entry that fails is left out with one warning that says how many and why (the fi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from ..errors import Music2ImageError
 from ..image_text import terminal_safe, validation_problems
 from ..outputs import LOG_NAME
 from ..safe_paths import UnsafePathError, relative_parts
+from ..untrusted_json import loads as parse_json
 
 log = logging.getLogger("music2image")
 
@@ -86,7 +86,7 @@ def read_json_file(path: str | os.PathLike) -> dict:
     """A JSON object from one of our files, or one message saying why not (Music2ImageError, exit 2)."""
     path = Path(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = parse_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise Music2ImageError(
             f"{path.parent}: no {path.name} here; is this a music2image output folder? "

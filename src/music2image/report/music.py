@@ -8,11 +8,11 @@ with it. Best effort: the gallery never fails for want of these lines.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ..outputs import SUMMARY_NAME
+from ..untrusted_json import loads as parse_json
 from .entries import RunLog
 
 MAX_PROMPTS_FILE_BYTES = 512 * 2**20  # a prompts file of 100,000 samples is ~150 MB
@@ -26,7 +26,7 @@ def prompts_file_candidates(output_dir: Path, prompts_file: str) -> list[Path]:
     folder = Path(os.path.abspath(output_dir))
     candidates = []
     try:
-        recorded = json.loads((output_dir / SUMMARY_NAME).read_text(encoding="utf-8")).get("output_directory")
+        recorded = parse_json((output_dir / SUMMARY_NAME).read_text(encoding="utf-8")).get("output_directory")
     except (OSError, ValueError, AttributeError):
         recorded = None
     if isinstance(recorded, str) and recorded and not os.path.isabs(recorded):
@@ -47,7 +47,7 @@ def music_of_samples(output_dir: Path, run_log: RunLog) -> dict[int, str]:
         try:
             if candidate.stat().st_size > MAX_PROMPTS_FILE_BYTES:
                 continue
-            document = json.loads(candidate.read_text(encoding="utf-8"))
+            document = parse_json(candidate.read_text(encoding="utf-8"))
             break
         except (OSError, ValueError):
             continue
