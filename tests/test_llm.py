@@ -353,3 +353,19 @@ def test_llm_tuning_flags_without_llm_are_refused_not_ignored(song, workdir, cap
     err = capsys.readouterr().err
     assert "--llm-timeout and --llm-concurrency need --llm openai or --llm anthropic" in err
     assert not (workdir / "out").exists()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_lone_surrogate_in_an_answer_is_no_traceback_and_a_rerun_writes_the_same_bytes(provider, server, song,
+                                                                                         workdir, capsys):
+    """The clients parse the server's JSON, which may escape half a surrogate pair: the Anthropic route's answer
+    (the tool input, serialised again) then held a character with no UTF-8, and caching it raised
+    UnicodeEncodeError, a traceback."""
+    server.reply = lambda body: "a red \ud800 fox at dusk"
+    args = ["prompts", song, *llm_flags(server, provider, "--llm-concurrency", "1"), "--output", "p.json"]
+    assert run_cli(*args) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    first = (workdir / "p.json").read_bytes()
+    asked = len(server.requests)
+    assert run_cli(*args) == 0 and len(server.requests) == asked  # from the cache, the same prompts
+    assert (workdir / "p.json").read_bytes() == first

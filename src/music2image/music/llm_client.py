@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import LLMError, LLMServiceError
+from ..untrusted_json import without_lone_surrogates
 
 PROVIDERS = ("openai", "anthropic")
 KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -147,7 +148,10 @@ class ChatClient:
 
     def ask(self, body: dict) -> str:
         try:
-            return self._answer(body)
+            answer = self._answer(body)
+            # The clients parse the server's JSON, which may escape half a surrogate pair ("\\ud800"): no UTF-8 for
+            # it, and the answer is cached (and its prompt written) as UTF-8.
+            return without_lone_surrogates(answer) if isinstance(answer, str) else answer
         except self._sdk.APIError as exc:
             raise LLMServiceError(self._explain(exc)) from None
         except (ValueError, RecursionError, AttributeError, TypeError, KeyError, IndexError) as exc:

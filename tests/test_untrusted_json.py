@@ -1,6 +1,10 @@
-"""A JSON document nested deeper than Python's parser follows ("[[[[…" 100,000 deep), in any file we read back.
-json.loads raises RecursionError there, not ValueError, and the readers caught ValueError only: gallery, grid and
-evaluate on such a log, generate on such a journal line and show on such a PNG printed a traceback."""
+"""JSON that is valid and still hostile, in any file we read back (music2image/untrusted_json.py).
+
+- Nested deeper than Python's parser follows ("[[[[…" 100,000 deep): json.loads raises RecursionError, not
+  ValueError, and the readers caught ValueError only: gallery, grid and evaluate on such a log, generate on such a
+  journal line and show on such a PNG printed a traceback.
+- A lone surrogate escaped ("\\ud800"): json.loads makes a str with no UTF-8, and writing it (the gallery's HTML,
+  evaluate's cache keys, generate's log) raised UnicodeEncodeError, a traceback."""
 
 import hashlib
 import json
@@ -103,4 +107,27 @@ def test_an_evaluation_nested_too_deeply_is_no_headline(folder, capsys):
     (images / EVALUATION_DIR).mkdir()
     (images / EVALUATION_DIR / EVALUATION_JSON).write_text(DEEP)  # `summary` reads its headline
     assert run_cli("summary", str(images)) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_lone_surrogate_in_the_log_is_shown_as_a_replacement_character(folder, capsys):
+    images, _ = folder
+    log = json.loads((images / LOG_NAME).read_text())
+    log["generated_images"][0]["visual_prompt"] = "red \ud800 sky"
+    (images / LOG_NAME).write_text(json.dumps(log))  # ensure_ascii: written as the escape "\\ud800"
+    assert run_cli("gallery", str(images)) == 0
+    assert "red \ufffd sky" in (images / "index.html").read_text(encoding="utf-8")
+    assert run_cli("evaluate", str(images), "--clip-model", "tiny") == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_lone_surrogate_in_a_journal_record_is_no_traceback(folder, capsys):
+    images, args = folder
+    record = next(r for r in map(json.loads, (images / JOURNAL_NAME).read_text().splitlines())
+                  if r.get("type") == "image")
+    with open(images / JOURNAL_NAME, "a") as journal:
+        journal.write(json.dumps({**record, "visual_prompt": "red \udc00 sky"}) + "\n")
+    assert run_cli(*args) == 2  # a finished image whose prompt changed: refused, and the message is printable
+    assert 'sample 0 prompt 0: "red \ufffd sky" there' in capsys.readouterr().err
+    assert run_cli(*args, "--replace-changed") == 0
     assert "Traceback" not in capsys.readouterr().err
