@@ -350,3 +350,24 @@ def test_upstream_metadata_is_written_the_same_every_time_and_as_strict_json(wor
     assert (workdir / "a.json").read_bytes() == (workdir / "b.json").read_bytes()
     sample = json.loads((workdir / "a.json").read_text(), parse_constant=refuse)["samples"][0]
     assert sample["audio_meta"] == {"who": "<object>", "gain": "nan", "peaks": [0.5, "inf"], "level": "-inf"}
+
+
+def test_upstream_metadata_that_holds_itself_or_text_without_utf8_is_written(workdir, capsys):
+    """A pickled list that holds itself recursed for ever (RecursionError), and a lone surrogate in a title or a key
+    had no UTF-8 when the analysis cache and the prompts file were written (UnicodeEncodeError): both tracebacks."""
+    import json
+
+    loop = []
+    loop.append(loop)
+    meta = {"title": "a \ud800 b", "k\udc00": 1, "loop": loop}
+    record = {"audio": progression(57, "minor", 80, 4, rate=16000), "audio_meta": meta}
+    np.save(workdir / "dataset.npy", np.array([record], dtype=object), allow_pickle=True)
+    assert run_cli("prompts", "dataset.npy", "--allow-pickle", "--output", "p.json", "--quiet") == 0
+    assert run_cli("prompts", "dataset.npy", "--allow-pickle", "--output", "p.json", "--quiet") == 0  # from the cache
+    assert "Traceback" not in capsys.readouterr().err
+    written = json.loads((workdir / "p.json").read_text(encoding="utf-8"))["samples"][0]["audio_meta"]
+    assert written["title"] == "a \ufffd b" and written["k\ufffd"] == 1
+    depth, inner = 0, written["loop"]
+    while isinstance(inner, list):
+        depth, inner = depth + 1, inner[0]
+    assert inner == "<nested deeper than 32>" and depth == 32

@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import AudioInputError
+from ..untrusted_json import loads as parse_json
 from .features import NOTE_NAMES, MusicalFeatures
 from .sources import AnalysedAudio, Source
 
@@ -156,8 +157,8 @@ class AnalysisCache:
         if len(line) > MAX_CACHE_LINE_BYTES:
             return False
         try:
-            entry = json.loads(line)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
+            entry = parse_json(line)  # a lone surrogate in the metadata comes back as U+FFFD: it is written again
+        except (ValueError, UnicodeDecodeError):
             return False
         if not (isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT and isinstance(entry.get("key"), str)
                 and len(entry["key"]) == 64):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioInputError
+from ..untrusted_json import without_lone_surrogates
 from .features import AudioProblem
 
 log = logging.getLogger("music2image")
@@ -223,21 +224,31 @@ def _record_rate(value) -> int:
     raise AudioProblem(f"audio_meta's sample_rate is not a whole number of Hz (a {type(value).__name__})")
 
 
-def _plain(value):
+# Upstream metadata nested deeper than this is cut there: a pickled list that holds itself recursed for ever
+# (RecursionError, a traceback), and nothing a dataset describes its audio with goes this deep.
+MAX_META_DEPTH = 32
+
+
+def _plain(value, depth: int = 0):
     """JSON-safe copy of upstream metadata (numpy scalars and arrays become numbers and lists). A float that JSON
     cannot hold (NaN, infinity) becomes its name; an object whose text is Python's default (it holds a memory address,
-    different on every run) becomes its type's name, so that the same dataset always writes the same bytes."""
+    different on every run) becomes its type's name, so that the same dataset always writes the same bytes. Text
+    that has no UTF-8 (a lone surrogate: the prompts file could not be written) gets U+FFFD there."""
+    if depth > MAX_META_DEPTH and isinstance(value, (dict, list, tuple, np.ndarray)):
+        return f"<nested deeper than {MAX_META_DEPTH}>"
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {without_lone_surrogates(str(k)): _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, depth + 1) for v in value]
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist()) if value.size <= 64 else f"<array of {value.size}>"
+        return _plain(value.tolist(), depth) if value.size <= 64 else f"<array of {value.size}>"
     if isinstance(value, np.generic):
-        return _plain(value.item())
+        return _plain(value.item(), depth)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if isinstance(value, str):
+        return without_lone_surrogates(value)
+    if value is None or isinstance(value, (int, float, bool)):
         return value
     text = str(value)
-    return f"<{type(value).__name__}>" if text == object.__repr__(value) else text
+    return f"<{type(value).__name__}>" if text == object.__repr__(value) else without_lone_surrogates(text)
