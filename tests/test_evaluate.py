@@ -351,6 +351,33 @@ def test_bad_input_is_one_message_exit_2_and_nothing_written(workdir, capsys, _h
     assert not list(workdir.glob("*.csv"))
 
 
+def test_an_output_folder_it_cannot_write_to_is_one_message_before_clip_loads(workdir, _hermetic_cache):
+    """Before, a read-only output folder was a traceback (exit 1) after CLIP had loaded and every image had been
+    embedded. As root (CI) permissions do not bind: there the command runs without the capability that overrides
+    them, as tests/test_bad_input.py does for `generate`."""
+    import os
+    import subprocess
+    import sys
+
+    folder = write_planted_folder(workdir, samples=3)
+    for case in ("the output folder", "its evaluation folder"):
+        target = folder if case == "the output folder" else folder / "evaluation"
+        target.mkdir(exist_ok=True)
+        target.chmod(0o555)
+        command = [sys.executable, "-m", "music2image", "evaluate", "out", "--clip-model", "tiny"]
+        if os.geteuid() == 0:
+            drop = "-dac_override,-dac_read_search"
+            command = [shutil.which("setpriv"), "--bounding-set", drop, "--inh-caps", drop, *command]
+        try:
+            out = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=120)
+        finally:
+            target.chmod(0o755)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr == ("music2image: error: out/evaluation: cannot write the evaluation there: no permission "
+                              f"to create anything in {target.relative_to(workdir)}; nothing was written\n"), case
+        assert not (folder / "evaluation").exists() or not list((folder / "evaluation").iterdir())
+
+
 def test_hostile_entries_are_skipped_with_a_warning(workdir, capsys, _hermetic_cache):
     folder = write_planted_folder(workdir, samples=3)
     (workdir / "secret.png").write_bytes((folder / "sample_000" / "p0_0.png").read_bytes())
