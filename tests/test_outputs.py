@@ -86,6 +86,25 @@ def test_regenerate_is_byte_identical(made, workdir):
         (made / "sample_000" / "sample_000_prompt_00.png").read_bytes()
 
 
+def test_regenerate_to_a_place_it_cannot_write_is_one_message_before_the_model_loads(made, workdir, capsys,
+                                                                                     monkeypatch):
+    """Before, the model was loaded and the image made, then writing it was a traceback (NotADirectoryError)."""
+    from music2image.engine import Engine
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(Engine, "load", refuse)
+    (workdir / "notes.txt").write_text("a file, not a folder")
+    original = made / "sample_000" / "sample_000_prompt_00.png"
+    assert run_cli("regenerate", str(original), "--output", "notes.txt/again.png") == 2
+    assert capsys.readouterr().err == ("music2image: error: notes.txt/again.png: cannot be written: notes.txt is not "
+                                       "a folder; nothing was written\n")
+    assert run_cli("regenerate", str(original), "--output", "images") == 2  # a folder is in the way
+    assert capsys.readouterr().err == ("music2image: error: images: cannot be written: it is a folder (give a file "
+                                       "name); nothing was written\n")
+
+
 @pytest.mark.parametrize("image_format, suffix", [("webp", ".webp"), ("jpeg", ".jpg")])
 def test_other_formats_keep_the_recipe(image_format, suffix, prompts_file, tiny_model, workdir, capsys):
     assert run_cli("generate", *model_flags(tiny_model), *SMALL, "--limit", "1", "--format", image_format) == 0

@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 
 from .engine import Engine, ImageRequest, available_device
-from .errors import DiskError, ModelLoadError
+from .errors import DiskError, ModelLoadError, OutputDirError
 from .outputs.files import atomic_write_bytes
 from .image_text import parse_recipe, read_image_text
 from .outputs.image import encode_image
 from .plan import Job
 from .recipe import changed_checkpoints, image_metadata, settings_from_recipe
+from .safe_paths import creation_problem
 from .sources import lora_weights_file
 
 
@@ -33,6 +34,12 @@ def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | 
             f"{image_path}: was made from {source} with sha256 {then}, but that file now has sha256 "
             f"{now}: the {'LoRA' if source == changed_lora else 'checkpoint'} changed, so the image would not come "
             "out the same")
+    source = Path(image_path)
+    target = Path(output) if output else source.with_name(f"{source.stem}.regenerated{source.suffix}")
+    # Where the image goes is checked before the model loads (minutes with real weights), not found out after.
+    problem = "it is a folder (give a file name)" if os.path.isdir(target) else creation_problem(target)
+    if problem:
+        raise OutputDirError(f"{target}: cannot be written: {problem}; nothing was written")
     device = available_device(settings.device)
     job = Job(
         sample_idx=document["sample_idx"],
@@ -51,7 +58,8 @@ def regenerate_image(image_path: str | os.PathLike, output: str | os.PathLike | 
         raise DiskError(f"{image_path}: regeneration failed: {outcome.error}")
     data = encode_image(outcome.pixels, settings.image_format,
                         image_metadata(job, settings, recipe, device, engine.revisions))
-    source = Path(image_path)
-    target = Path(output) if output else source.with_name(f"{source.stem}.regenerated{source.suffix}")
-    atomic_write_bytes(target, data)
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as exc:  # disk full, or the folder changed since the check: no half-written file is left
+        raise DiskError(f"{target}: cannot write it ({exc.strerror or exc})") from exc
     return target
