@@ -124,3 +124,29 @@ def test_run_keeps_its_prompts_inside_its_output_folder(workdir, tiny_model):
     assert run_cli("run", "first.wav", "--output-dir", "first", *flags) == 0
     assert run_cli("run", "first.wav", "--output-dir", "third", "--prompts-file", "mine.json", *flags) == 0
     assert (workdir / "mine.json").exists() and not (workdir / "third" / "visual_prompts.json").exists()
+
+
+def test_make_tiny_model_where_it_cannot_write_is_one_message_and_nothing_written(workdir, capsys):
+    """Before, a file in the way (or a read-only place) was a traceback from deep inside diffusers' save_pretrained."""
+    (workdir / "notes.txt").write_text("a file, not a folder")
+    assert run_cli("make-tiny-model", "notes.txt/tiny") == 2
+    assert capsys.readouterr().err == ("music2image: error: notes.txt/tiny: cannot write the tiny model there: "
+                                       "notes.txt is not a folder; nothing was written\n")
+    assert sorted(p.name for p in workdir.iterdir()) == ["notes.txt"]
+
+
+def test_make_tiny_model_that_fails_half_way_leaves_no_half_written_model(workdir, capsys, monkeypatch):
+    """A disk that fills up while the single files are written: one message (exit 1), and no folder of parts."""
+    import errno
+
+    import music2image.single_file_layout as layout
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(layout, "save_single_file", disk_full)
+    assert run_cli("make-tiny-model", "tiny") == 1
+    err = capsys.readouterr().err
+    assert err.endswith("\nmusic2image: error: tiny: cannot write the tiny model (No space left on device)\n")
+    assert "Traceback" not in err
+    assert list(workdir.iterdir()) == []
