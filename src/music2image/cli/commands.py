@@ -165,8 +165,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_make_tiny_model(args) -> int:
+    from ..engine.load import quiet_libraries
     from ..tiny import write_tiny_model
 
+    quiet_libraries()  # what was written is said below: no library notices or "Writing model shards" bars
     path = write_tiny_model(args.directory)
     print(f"tiny SDXL written: --model {path / 'base'} --refiner-model {path / 'refiner'}\n"
           f"as single files: --model {path / 'base.safetensors'} --model-config {path / 'base'} "
