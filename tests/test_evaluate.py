@@ -378,6 +378,27 @@ def test_an_output_folder_it_cannot_write_to_is_one_message_before_clip_loads(wo
         assert not (folder / "evaluation").exists() or not list((folder / "evaluation").iterdir())
 
 
+def test_ctrl_c_while_the_report_is_drawn_leaves_no_evaluation_that_summary_would_show(workdir, capsys,
+                                                                                        monkeypatch, _hermetic_cache):
+    """Drawing the report's plots is most of the write phase. Before, the CSVs and evaluation.json were written
+    first, so a Ctrl-C there left an evaluation without its report: `summary` printed its headline and the folder
+    looked evaluated. Now the report is made before any file is written, and evaluation.json is written last."""
+    import music2image.evaluation.report as report
+    from music2image.evaluation.documents import headline
+
+    def interrupted(result):
+        raise KeyboardInterrupt
+
+    folder = write_planted_folder(workdir, samples=3)
+    monkeypatch.setattr(report, "report_html", interrupted)
+    assert run_cli("evaluate", str(folder), "--clip-model", "tiny", "--quiet") == 130
+    assert sorted(p.suffix for p in (folder / "evaluation").glob("*")) in ([], [".npz"])  # the cache may stay
+    assert headline(folder) is None  # what `summary` and the gallery read
+    monkeypatch.undo()
+    assert run_cli("evaluate", str(folder), "--clip-model", "tiny", "--quiet") == 0
+    assert {p.name for p in (folder / "evaluation").glob("*.*")} >= {"evaluation.json", "report.html", "images.csv"}
+
+
 def test_hostile_entries_are_skipped_with_a_warning(workdir, capsys, _hermetic_cache):
     folder = write_planted_folder(workdir, samples=3)
     (workdir / "secret.png").write_bytes((folder / "sample_000" / "p0_0.png").read_bytes())

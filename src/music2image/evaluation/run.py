@@ -150,16 +150,23 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
     result.document = _document(result, folder, bootstrap, seed, device)
     clock.lap("analysis")
 
-    # 6. Write: the cache first (the expensive part), then the tables, the answers and the report, each atomically.
-    from .report import report_html
+    # 6. Write: the cache first (the expensive part), then the tables, the report and last the answers, each
+    # atomically. The report's plots are drawn before the tables are written (most of this step's time), so that a
+    # Ctrl-C while they are drawn leaves no tables or answers without their report; evaluation.json comes last
+    # because `summary` and the gallery take it to mean "evaluated".
+    from . import report
 
     try:
         evaluation_dir.mkdir(exist_ok=True)
         cache.save()
+    except OSError as exc:
+        raise DiskError(f"{evaluation_dir}: cannot write the evaluation ({exc.strerror or exc})") from exc
+    report_page = report.report_html(result).encode("utf-8")
+    try:
         atomic_write_bytes(evaluation_dir / documents.IMAGES_CSV, documents.images_csv(images))
         atomic_write_bytes(evaluation_dir / documents.SAMPLES_CSV, documents.samples_csv(samples))
+        atomic_write_bytes(evaluation_dir / documents.REPORT_HTML, report_page)
         atomic_write_json(evaluation_dir / documents.EVALUATION_JSON, result.document)
-        atomic_write_bytes(evaluation_dir / documents.REPORT_HTML, report_html(result).encode("utf-8"))
     except OSError as exc:  # disk full, or the folder changed under us: each file is whole or absent
         raise DiskError(f"{evaluation_dir}: cannot write the evaluation ({exc.strerror or exc})") from exc
     clock.lap("write")
