@@ -44,6 +44,15 @@ def test_prompts_help_lists_its_own_exit_codes(capsys):
     assert "0    the prompts file was written" in out and "no audio file gave prompts" in out
 
 
+def test_evaluate_help_lists_its_own_exit_codes(capsys):
+    """Before, it listed generate's: "0 every image succeeded", "1 ... some images failed", which evaluate never
+    means (it evaluates a folder with failed images and exits 0)."""
+    assert run_cli("evaluate", "--help") == 0
+    out = capsys.readouterr().out
+    assert "every image succeeded" not in out and "images failed" not in out
+    assert "0    the evaluation was written" in out and "no successful image" in out
+
+
 def test_the_seed_script_names_itself_in_help_and_errors(workdir):
     out = run_subprocess([str(REPO / "generate_images_from_prompts.py"), "--help"], cwd=workdir)
     assert out.returncode == 0 and out.stdout.startswith("usage: generate_images_from_prompts.py [-h]")
