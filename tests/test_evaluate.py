@@ -324,6 +324,23 @@ def test_headline_and_image_measures_for_summary_and_gallery(planted, tmp_path):
 
 # Bad input and hostile folders -----------------------------------------------------------------------------------
 @pytest.mark.slow
+def test_too_few_samples_to_reach_significance_are_said_so_not_no_clear_difference():
+    """The README's offline run (--limit 10: 2 samples) said "No clear difference" with a 95 % CI that excluded 0.
+    With n samples the exact two-sided Wilcoxon signed-rank p is at least 2 / 2**n: 0.0625 at n = 5, so below 6
+    samples no difference could ever be "clear" and the sentence would say nothing about the images."""
+    from music2image.evaluation.documents import comparison_sentence, headline_sentence
+
+    test = {"n": 2, "mean_difference": -0.008, "ci95": [-0.015, -0.001], "p_value": 0.5, "rank_biserial": -1.0}
+    assert headline_sentence({"image_diversity": test}).startswith(
+        "Too few samples to tell whether divergent prompts give more or less diverse images than convergent ones "
+        "(n = 2; a two-sided Wilcoxon signed-rank test needs 6 or more to reach p < 0.05): image diversity: ")
+    assert comparison_sentence("vendi_score", test).startswith("too few samples to tell (6 needed): vendi score: ")
+    test.update(n=6, p_value=0.4)
+    assert headline_sentence({"image_diversity": test}).startswith(
+        "No clear difference in image diversity between divergent and convergent prompts (image diversity: ")
+    assert comparison_sentence("vendi_score", test).startswith("no clear difference: vendi score: ")
+
+
 def test_bad_input_is_one_message_exit_2_and_nothing_written(workdir, capsys, _hermetic_cache):
     assert run_cli("evaluate", "nowhere", "--clip-model", "tiny") == 2
     assert "not a folder" in capsys.readouterr().err
