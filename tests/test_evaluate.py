@@ -497,6 +497,29 @@ def test_the_evaluate_benchmark_runs_on_the_tiny_clip(workdir):
     assert record["clip_embedding_cpu_s_per_img"] > 0 and len(record["load_average"]) == 3
 
 
+def test_the_gallery_shows_no_measures_of_an_image_made_again_after_evaluate(workdir, _hermetic_cache):
+    """`generate --overwrite` or `--replace-changed` after `evaluate` makes new images under the same names. Before,
+    the gallery showed the old images' CLIP score, L*, C* and warmth under the new ones. An image newer than the
+    evaluation's images.csv now shows none until `evaluate` runs again (the rule of the gallery's thumbnails)."""
+    import os
+
+    from music2image import evaluate
+    from music2image.report import make_gallery
+
+    folder = write_planted_folder(workdir, samples=3)
+    result = evaluate(folder, "tiny", bootstrap=BOOTSTRAP, seed=3, progress=False)
+    made_again = folder / result.images[0].entry.image_path
+    Image.new("RGB", (64, 64), (250, 20, 20)).save(made_again)
+    later = (folder / "evaluation" / "images.csv").stat().st_mtime + 5
+    os.utime(made_again, (later, later))
+    page = make_gallery(folder).read_text()
+    assert page.count('class="measures"') == len(result.images) - 1
+    again = evaluate(folder, "tiny", bootstrap=BOOTSTRAP, seed=3, progress=False)
+    os.utime(folder / "evaluation" / "images.csv", (later + 1, later + 1))
+    page = make_gallery(folder).read_text()
+    assert page.count('class="measures"') == len(again.images)
+
+
 def test_summary_prints_the_headline_and_the_gallery_shows_measures_and_links_the_report(planted):
     from music2image.report import make_gallery, summary_text
 

@@ -193,6 +193,15 @@ def headline(output_dir: str | Path) -> str | None:
     return text if isinstance(text, str) else None
 
 
+def evaluated_at(output_dir: str | Path) -> float | None:
+    """When OUTPUT_DIR's image measures were written (images.csv's modification time), or None. An image newer than
+    this was made again after `evaluate`: its measures there are the old image's."""
+    try:
+        return (Path(output_dir) / EVALUATION_DIR / IMAGES_CSV).stat().st_mtime
+    except OSError:
+        return None
+
+
 def image_measures(output_dir: str | Path) -> dict[str, dict[str, float]]:
     """image_path → {clip_score, lightness, chroma, hue, warmth, colourfulness} from OUTPUT_DIR's evaluation (for
     the gallery); {} when there is none. Rows or values that do not parse are left out."""
