@@ -155,7 +155,8 @@ def test_make_tiny_model_that_fails_half_way_leaves_no_half_written_model(workdi
 
     monkeypatch.setattr(layout, "save_single_file", disk_full)
     assert run_cli("make-tiny-model", "tiny") == 1
-    assert capsys.readouterr().err == "music2image: error: tiny: cannot write the tiny model (No space left on device)\n"
+    err = capsys.readouterr().err
+    assert err == "music2image: error: tiny: cannot write the tiny model (No space left on device)\n"
     assert list(workdir.iterdir()) == []
 
 
