@@ -44,6 +44,15 @@ def test_prompts_help_lists_its_own_exit_codes(capsys):
     assert "0    the prompts file was written" in out and "no audio file gave prompts" in out
 
 
+def test_evaluate_help_lists_its_own_exit_codes(capsys):
+    """Before, it listed generate's: "0 every image succeeded", "1 ... some images failed", which evaluate never
+    means (it evaluates a folder with failed images and exits 0)."""
+    assert run_cli("evaluate", "--help") == 0
+    out = capsys.readouterr().out
+    assert "every image succeeded" not in out and "images failed" not in out
+    assert "0    the evaluation was written" in out and "no successful image" in out
+
+
 def test_the_seed_script_names_itself_in_help_and_errors(workdir):
     out = run_subprocess([str(REPO / "generate_images_from_prompts.py"), "--help"], cwd=workdir)
     assert out.returncode == 0 and out.stdout.startswith("usage: generate_images_from_prompts.py [-h]")
@@ -124,3 +133,42 @@ def test_run_keeps_its_prompts_inside_its_output_folder(workdir, tiny_model):
     assert run_cli("run", "first.wav", "--output-dir", "first", *flags) == 0
     assert run_cli("run", "first.wav", "--output-dir", "third", "--prompts-file", "mine.json", *flags) == 0
     assert (workdir / "mine.json").exists() and not (workdir / "third" / "visual_prompts.json").exists()
+
+
+def test_make_tiny_model_where_it_cannot_write_is_one_message_and_nothing_written(workdir, capsys):
+    """Before, a file in the way (or a read-only place) was a traceback from deep inside diffusers' save_pretrained."""
+    (workdir / "notes.txt").write_text("a file, not a folder")
+    assert run_cli("make-tiny-model", "notes.txt/tiny") == 2
+    assert capsys.readouterr().err == ("music2image: error: notes.txt/tiny: cannot write the tiny model there: "
+                                       "notes.txt is not a folder; nothing was written\n")
+    assert sorted(p.name for p in workdir.iterdir()) == ["notes.txt"]
+
+
+def test_make_tiny_model_that_fails_half_way_leaves_no_half_written_model(workdir, capsys, monkeypatch):
+    """A disk that fills up while the single files are written: one message (exit 1), and no folder of parts."""
+    import errno
+
+    import music2image.single_file_layout as layout
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(layout, "save_single_file", disk_full)
+    assert run_cli("make-tiny-model", "tiny") == 1
+    err = capsys.readouterr().err
+    assert err == "music2image: error: tiny: cannot write the tiny model (No space left on device)\n"
+    assert list(workdir.iterdir()) == []
+
+
+def test_make_tiny_model_prints_only_what_it_wrote(workdir, capsys):
+    """Before, two transformers notices (torchvision missing) and four "Writing model shards" bars came with it."""
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):  # as a fresh process has them, whatever ran before in this one
+        library.utils.logging.set_verbosity_warning()
+        library.utils.logging.enable_progress_bar()
+    assert run_cli("make-tiny-model", "tiny") == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.splitlines()[0] == "tiny SDXL written: --model tiny/base --refiner-model tiny/refiner"

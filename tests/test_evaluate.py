@@ -324,6 +324,23 @@ def test_headline_and_image_measures_for_summary_and_gallery(planted, tmp_path):
 
 # Bad input and hostile folders -----------------------------------------------------------------------------------
 @pytest.mark.slow
+def test_too_few_samples_to_reach_significance_are_said_so_not_no_clear_difference():
+    """The README's offline run (--limit 10: 2 samples) said "No clear difference" with a 95 % CI that excluded 0.
+    With n samples the exact two-sided Wilcoxon signed-rank p is at least 2 / 2**n: 0.0625 at n = 5, so below 6
+    samples no difference could ever be "clear" and the sentence would say nothing about the images."""
+    from music2image.evaluation.documents import comparison_sentence, headline_sentence
+
+    test = {"n": 2, "mean_difference": -0.008, "ci95": [-0.015, -0.001], "p_value": 0.5, "rank_biserial": -1.0}
+    assert headline_sentence({"image_diversity": test}).startswith(
+        "Too few samples to tell whether divergent prompts give more or less diverse images than convergent ones "
+        "(n = 2; a two-sided Wilcoxon signed-rank test needs 6 or more to reach p < 0.05): image diversity: ")
+    assert comparison_sentence("vendi_score", test).startswith("too few samples to tell (6 needed): vendi score: ")
+    test.update(n=6, p_value=0.4)
+    assert headline_sentence({"image_diversity": test}).startswith(
+        "No clear difference in image diversity between divergent and convergent prompts (image diversity: ")
+    assert comparison_sentence("vendi_score", test).startswith("no clear difference: vendi score: ")
+
+
 def test_bad_input_is_one_message_exit_2_and_nothing_written(workdir, capsys, _hermetic_cache):
     assert run_cli("evaluate", "nowhere", "--clip-model", "tiny") == 2
     assert "not a folder" in capsys.readouterr().err
@@ -349,6 +366,54 @@ def test_bad_input_is_one_message_exit_2_and_nothing_written(workdir, capsys, _h
     assert run_cli("evaluate", str(folder), "--clip-model", "tiny") == 2
     assert "is not a plain folder" in capsys.readouterr().err
     assert not list(workdir.glob("*.csv"))
+
+
+def test_an_output_folder_it_cannot_write_to_is_one_message_before_clip_loads(workdir, _hermetic_cache):
+    """Before, a read-only output folder was a traceback (exit 1) after CLIP had loaded and every image had been
+    embedded. As root (CI) permissions do not bind: there the command runs without the capability that overrides
+    them, as tests/test_bad_input.py does for `generate`."""
+    import os
+    import subprocess
+    import sys
+
+    folder = write_planted_folder(workdir, samples=3)
+    for case in ("the output folder", "its evaluation folder"):
+        target = folder if case == "the output folder" else folder / "evaluation"
+        target.mkdir(exist_ok=True)
+        target.chmod(0o555)
+        command = [sys.executable, "-m", "music2image", "evaluate", "out", "--clip-model", "tiny"]
+        if os.geteuid() == 0:
+            drop = "-dac_override,-dac_read_search"
+            command = [shutil.which("setpriv"), "--bounding-set", drop, "--inh-caps", drop, *command]
+        try:
+            out = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=120)
+        finally:
+            target.chmod(0o755)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr == ("music2image: error: out/evaluation: cannot write the evaluation there: no permission "
+                              f"to create anything in {target.relative_to(workdir)}; nothing was written\n"), case
+        assert not (folder / "evaluation").exists() or not list((folder / "evaluation").iterdir())
+
+
+def test_ctrl_c_while_the_report_is_drawn_leaves_no_evaluation_that_summary_would_show(workdir, capsys,
+                                                                                        monkeypatch, _hermetic_cache):
+    """Drawing the report's plots is most of the write phase. Before, the CSVs and evaluation.json were written
+    first, so a Ctrl-C there left an evaluation without its report: `summary` printed its headline and the folder
+    looked evaluated. Now the report is made before any file is written, and evaluation.json is written last."""
+    import music2image.evaluation.report as report
+    from music2image.evaluation.documents import headline
+
+    def interrupted(result):
+        raise KeyboardInterrupt
+
+    folder = write_planted_folder(workdir, samples=3)
+    monkeypatch.setattr(report, "report_html", interrupted)
+    assert run_cli("evaluate", str(folder), "--clip-model", "tiny", "--quiet") == 130
+    assert sorted(p.suffix for p in (folder / "evaluation").glob("*")) in ([], [".npz"])  # the cache may stay
+    assert headline(folder) is None  # what `summary` and the gallery read
+    monkeypatch.undo()
+    assert run_cli("evaluate", str(folder), "--clip-model", "tiny", "--quiet") == 0
+    assert {p.name for p in (folder / "evaluation").glob("*.*")} >= {"evaluation.json", "report.html", "images.csv"}
 
 
 def test_hostile_entries_are_skipped_with_a_warning(workdir, capsys, _hermetic_cache):
@@ -430,6 +495,29 @@ def test_the_evaluate_benchmark_runs_on_the_tiny_clip(workdir):
     assert record["evaluate_cold_img_s"] > 0 and record["clip_embedding_img_s"] > 0 and record["colour_img_s"] > 0
     assert set(record["cold_steps_s"]) == {"load", "images", "texts", "analysis", "write"}
     assert record["clip_embedding_cpu_s_per_img"] > 0 and len(record["load_average"]) == 3
+
+
+def test_the_gallery_shows_no_measures_of_an_image_made_again_after_evaluate(workdir, _hermetic_cache):
+    """`generate --overwrite` or `--replace-changed` after `evaluate` makes new images under the same names. Before,
+    the gallery showed the old images' CLIP score, L*, C* and warmth under the new ones. An image newer than the
+    evaluation's images.csv now shows none until `evaluate` runs again (the rule of the gallery's thumbnails)."""
+    import os
+
+    from music2image import evaluate
+    from music2image.report import make_gallery
+
+    folder = write_planted_folder(workdir, samples=3)
+    result = evaluate(folder, "tiny", bootstrap=BOOTSTRAP, seed=3, progress=False)
+    made_again = folder / result.images[0].entry.image_path
+    Image.new("RGB", (64, 64), (250, 20, 20)).save(made_again)
+    later = (folder / "evaluation" / "images.csv").stat().st_mtime + 5
+    os.utime(made_again, (later, later))
+    page = make_gallery(folder).read_text()
+    assert page.count('class="measures"') == len(result.images) - 1
+    again = evaluate(folder, "tiny", bootstrap=BOOTSTRAP, seed=3, progress=False)
+    os.utime(folder / "evaluation" / "images.csv", (later + 1, later + 1))
+    page = make_gallery(folder).read_text()
+    assert page.count('class="measures"') == len(again.images)
 
 
 def test_summary_prints_the_headline_and_the_gallery_shows_measures_and_links_the_report(planted):

@@ -140,6 +140,18 @@ def test_an_output_that_cannot_or_must_not_be_written_is_refused_before_the_anal
     assert (workdir / "song.wav").read_bytes() == song and (workdir / "pipe.json").is_fifo()
 
 
+def test_nan_or_infinite_samples_at_another_rate_are_a_skipped_sample_not_a_crash(workdir, capsys):
+    """The finite check came after resampling, and librosa.resample refuses such audio: a damaged float file at
+    44.1 kHz (any rate but the analysis's 22.05 kHz) was a traceback that stopped the whole run."""
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 * 2) / 44100)).astype(np.float32)
+    damaged = tone.copy()
+    damaged[1000:1010] = np.nan
+    write_wav(workdir / "nan.wav", damaged, rate=44100, subtype="FLOAT")
+    write_wav(workdir / "tone.wav", tone, rate=44100, subtype="FLOAT")
+    assert run_cli("prompts", "nan.wav", "tone.wav", "--output", "p.json", "--quiet", "--jobs", "1") == 0
+    assert capsys.readouterr().err == "skipping nan.wav: the audio holds NaN or infinite samples\n"
+
+
 def test_infinite_samples_are_said_once_without_numpy_warnings(workdir, capsys):
     stereo = np.full((22050, 2), 0.1, dtype=np.float32)
     stereo[100] = [np.inf, -np.inf]  # their mean: "RuntimeWarning: invalid value encountered in reduce" and its line

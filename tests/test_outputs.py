@@ -86,6 +86,44 @@ def test_regenerate_is_byte_identical(made, workdir):
         (made / "sample_000" / "sample_000_prompt_00.png").read_bytes()
 
 
+def test_regenerate_to_a_place_it_cannot_write_is_one_message_before_the_model_loads(made, workdir, capsys,
+                                                                                     monkeypatch):
+    """Before, the model was loaded and the image made, then writing it was a traceback (NotADirectoryError)."""
+    from music2image.engine import Engine
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(Engine, "load", refuse)
+    (workdir / "notes.txt").write_text("a file, not a folder")
+    original = made / "sample_000" / "sample_000_prompt_00.png"
+    assert run_cli("regenerate", str(original), "--output", "notes.txt/again.png") == 2
+    assert capsys.readouterr().err == ("music2image: error: notes.txt/again.png: cannot be written: notes.txt is not "
+                                       "a folder; nothing was written\n")
+    assert run_cli("regenerate", str(original), "--output", "images") == 2  # a folder is in the way
+    assert capsys.readouterr().err == ("music2image: error: images: cannot be written: it is a folder (give a file "
+                                       "name); nothing was written\n")
+
+
+def test_regenerate_elsewhere_says_the_recipe_names_a_relative_path(workdir, tiny_model, capsys, monkeypatch):
+    """`generate --model models/base` records the path as given. Before, regenerate run from another folder (the
+    output folder, say) read it as a hub id and printed the hub's "not cached" error about a --model flag it was
+    never given; now it says what the recipe names and from where it works."""
+    (workdir / "models").symlink_to(tiny_model)
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1, per_sample=1)))
+    assert run_cli("generate", "--prompts-file", "p.json", "--model", "models/base", *SMALL) == 0
+    monkeypatch.chdir(workdir / "images")
+    capsys.readouterr()
+    assert run_cli("regenerate", "sample_000/sample_000_prompt_00.png", "--output", "again.png") == 2
+    assert capsys.readouterr().err == (
+        "music2image: error: sample_000/sample_000_prompt_00.png: its recipe names models/base (model), not found "
+        f"from here ({workdir / 'images'}): a path relative to the folder the image was made in; run regenerate "
+        "from that folder\n")
+    assert not (workdir / "images" / "again.png").exists()
+    monkeypatch.chdir(workdir)
+    assert run_cli("regenerate", "images/sample_000/sample_000_prompt_00.png", "--output", "again.png") == 0
+
+
 @pytest.mark.parametrize("image_format, suffix", [("webp", ".webp"), ("jpeg", ".jpg")])
 def test_other_formats_keep_the_recipe(image_format, suffix, prompts_file, tiny_model, workdir, capsys):
     assert run_cli("generate", *model_flags(tiny_model), *SMALL, "--limit", "1", "--format", image_format) == 0

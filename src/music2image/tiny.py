@@ -223,6 +223,44 @@ def make_tiny_model(directory: str | os.PathLike) -> Path:
     return directory
 
 
+TINY_MODEL_PARTS = ("base", "refiner", "base.safetensors", "refiner.safetensors", "clip")
+
+
+def write_tiny_model(directory: str | os.PathLike) -> Path:
+    """`music2image make-tiny-model DIRECTORY`: make_tiny_model built in a staging folder inside DIRECTORY, then
+    moved into place part by part (replacing the parts of an earlier tiny model there), so that a failure (disk
+    full, Ctrl-C) leaves no half-written model. A place it cannot write is one message before anything is built."""
+    from .errors import DiskError, OutputDirError
+    from .safe_paths import creation_problem
+
+    directory = Path(directory)
+    problem = creation_problem(directory)
+    if problem is None and os.path.isdir(directory) and not os.access(directory, os.W_OK | os.X_OK):
+        problem = f"no permission to create anything in {directory}"
+    if problem:
+        raise OutputDirError(f"{directory}: cannot write the tiny model there: {problem}; nothing was written")
+    created = not os.path.lexists(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=directory))
+        try:
+            make_tiny_model(staging)
+            for part in TINY_MODEL_PARTS:
+                target = directory / part
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(staging / part, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as exc:
+        if created:  # only what this command made: the folder did not exist before
+            shutil.rmtree(directory, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise DiskError(f"{directory}: cannot write the tiny model ({exc.strerror or exc})") from exc
+        raise
+    return directory
+
+
 def _cached_build(name: str, complete: str, build) -> Path:
     """cache_dir()/NAME, made by `build(folder)` once, atomically (built in a temporary folder, then renamed);
     COMPLETE is a file inside it that only a finished build has."""

@@ -39,6 +39,15 @@ PROMPTS_EXIT_CODES_HELP = """exit codes:
   130  interrupted (Ctrl-C / SIGTERM): nothing was written; run the same command again
 """
 
+EVALUATE_EXIT_CODES_HELP = """exit codes:
+  0    the evaluation was written to OUTPUT_DIR/evaluation (unreadable images are left out: see the warnings)
+  1    it could not be written (disk full)
+  2    bad input or usage (not an output folder, no successful image, a folder it cannot write to, a CLIP model
+       that does not load, a bad flag): nothing was written
+  130  interrupted (Ctrl-C / SIGTERM): run the same command again
+  141  the reader of the output went away (`| head`): nothing is wrong, nothing was lost
+"""
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (and exit 2), not a usage dump, and no abbreviations: `--output`
@@ -152,7 +161,7 @@ def build_parser(generate_prog: str | None = None) -> argparse.ArgumentParser:
         description="Measure the images of an output folder (CLIP embeddings, CIELAB colour) and answer: are divergent "
                     "images more diverse than convergent ones, do images follow their prompts, does colour follow "
                     "the music? Writes OUTPUT_DIR/evaluation/{images.csv, samples.csv, evaluation.json, report.html}.",
-        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EVALUATE_EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("output_dir")
     evaluate.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL,
                           help="CLIP hub id, local folder, or `tiny` (offline, random) (default: %(default)s)")

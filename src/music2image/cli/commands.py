@@ -165,9 +165,11 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_make_tiny_model(args) -> int:
-    from ..tiny import make_tiny_model
+    from ..engine.load import quiet_libraries
+    from ..tiny import write_tiny_model
 
-    path = make_tiny_model(args.directory)
+    quiet_libraries()  # what was written is said below: no library notices or "Writing model shards" bars
+    path = write_tiny_model(args.directory)
     print(f"tiny SDXL written: --model {path / 'base'} --refiner-model {path / 'refiner'}\n"
           f"as single files: --model {path / 'base.safetensors'} --model-config {path / 'base'} "
           f"--refiner-model {path / 'refiner.safetensors'} --refiner-model-config {path / 'refiner'}\n"

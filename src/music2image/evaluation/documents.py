@@ -17,6 +17,9 @@ from .analysis import COMPARED, IMAGE_MEASURES, ImageMeasures, SampleModeMeasure
 EVALUATION_DIR = "evaluation"
 IMAGES_CSV, SAMPLES_CSV, EVALUATION_JSON, REPORT_HTML = "images.csv", "samples.csv", "evaluation.json", "report.html"
 ALPHA = 0.05
+# The exact two-sided Wilcoxon signed-rank p of n paired samples is at least 2 / 2**n (every difference of one sign;
+# Wilcoxon 1945): below this many samples no difference can reach ALPHA, so "no clear difference" would say nothing.
+MIN_SAMPLES_FOR_ALPHA = next(n for n in range(1, 64) if 2.0 ** (1 - n) < ALPHA)
 ENTRY_COLUMNS = ("sample_idx", "prompt_id", "image_index", "mode", "temperature", "seed", "image_path")
 MEASURE_COLUMNS = ("clip_score", "lightness", "chroma", "hue", "warmth", "colourfulness")
 SAMPLE_COLUMNS = ("sample_idx", "mode", "prompts", "images", "image_diversity", "vendi_score", "prompt_diversity",
@@ -80,11 +83,16 @@ def _testable(test) -> bool:
     return isinstance(test, dict) and test.get("p_value") is not None and test.get("mean_difference") is not None
 
 
+def _too_few(test: dict) -> bool:
+    return test["p_value"] >= ALPHA and isinstance(test.get("n"), int) and test["n"] < MIN_SAMPLES_FOR_ALPHA
+
+
 def comparison_sentence(name: str, test: dict) -> str:
     """One line a person can read: the verdict at ALPHA, then the numbers."""
     if not _testable(test):
         return f"{name.replace('_', ' ')}: no test ({test.get('note') or 'not enough samples'}; n = {test.get('n')})"
-    verdict = ("no clear difference" if test["p_value"] >= ALPHA else
+    verdict = (f"too few samples to tell ({MIN_SAMPLES_FOR_ALPHA} needed)" if _too_few(test) else
+               "no clear difference" if test["p_value"] >= ALPHA else
                "divergent higher" if test["mean_difference"] > 0 else "divergent lower")
     return f"{verdict}: {_details(name, test)}"
 
@@ -94,6 +102,11 @@ def headline_sentence(comparisons: dict) -> str | None:
     test = comparisons.get("image_diversity")
     if not _testable(test):
         return None
+    if _too_few(test):
+        lead = ("Too few samples to tell whether divergent prompts give more or less diverse images than convergent "
+                f"ones (n = {test['n']}; a two-sided Wilcoxon signed-rank test needs {MIN_SAMPLES_FOR_ALPHA} or more "
+                f"to reach p < {ALPHA:g})")
+        return f"{lead}: {_details('image_diversity', test)}"
     if test["p_value"] >= ALPHA:
         lead = "No clear difference in image diversity between divergent and convergent prompts"
     elif test["mean_difference"] > 0:
@@ -178,6 +191,15 @@ def headline(output_dir: str | Path) -> str | None:
     document = read_evaluation(output_dir)
     text = document.get("headline") if document else None
     return text if isinstance(text, str) else None
+
+
+def evaluated_at(output_dir: str | Path) -> float | None:
+    """When OUTPUT_DIR's image measures were written (images.csv's modification time), or None. An image newer than
+    this was made again after `evaluate`: its measures there are the old image's."""
+    try:
+        return (Path(output_dir) / EVALUATION_DIR / IMAGES_CSV).stat().st_mtime
+    except OSError:
+        return None
 
 
 def image_measures(output_dir: str | Path) -> dict[str, dict[str, float]]:

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..version import __version__
-from ..errors import Music2ImageError, SettingsError
+from ..errors import DiskError, Music2ImageError, OutputDirError, SettingsError
 from ..outputs import LOG_NAME, atomic_write_bytes, atomic_write_json, now_iso
+from ..safe_paths import creation_problem
 from . import documents
 from .analysis import (
     MUSIC_FEATURES,
@@ -101,6 +102,13 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
     evaluation_dir = output_dir / documents.EVALUATION_DIR
     if evaluation_dir.is_symlink() or (evaluation_dir.exists() and not evaluation_dir.is_dir()):
         raise Music2ImageError(f"{evaluation_dir}: exists but is not a plain folder (a link or a file); move it away")
+    # A folder we may not write into (read-only, another user's) is said now, not as a traceback after every image
+    # was embedded (nothing is created here).
+    problem = creation_problem(evaluation_dir)
+    if problem is None and evaluation_dir.is_dir() and not os.access(evaluation_dir, os.W_OK | os.X_OK):
+        problem = f"no permission to create anything in {evaluation_dir}"
+    if problem:
+        raise OutputDirError(f"{evaluation_dir}: cannot write the evaluation there: {problem}; nothing was written")
     if not folder.entries:
         skipped = [w for w in folder.warnings if w.startswith(LOG_NAME)]
         raise Music2ImageError(f"{output_dir}: the log lists no successful image to evaluate"
@@ -142,15 +150,25 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
     result.document = _document(result, folder, bootstrap, seed, device)
     clock.lap("analysis")
 
-    # 6. Write: the cache first (the expensive part), then the tables, the answers and the report, each atomically.
-    evaluation_dir.mkdir(exist_ok=True)
-    cache.save()
-    atomic_write_bytes(evaluation_dir / documents.IMAGES_CSV, documents.images_csv(images))
-    atomic_write_bytes(evaluation_dir / documents.SAMPLES_CSV, documents.samples_csv(samples))
-    atomic_write_json(evaluation_dir / documents.EVALUATION_JSON, result.document)
-    from .report import report_html
+    # 6. Write: the cache first (the expensive part), then the tables, the report and last the answers, each
+    # atomically. The report's plots are drawn before the tables are written (most of this step's time), so that a
+    # Ctrl-C while they are drawn leaves no tables or answers without their report; evaluation.json comes last
+    # because `summary` and the gallery take it to mean "evaluated".
+    from . import report
 
-    atomic_write_bytes(evaluation_dir / documents.REPORT_HTML, report_html(result).encode("utf-8"))
+    try:
+        evaluation_dir.mkdir(exist_ok=True)
+        cache.save()
+    except OSError as exc:
+        raise DiskError(f"{evaluation_dir}: cannot write the evaluation ({exc.strerror or exc})") from exc
+    report_page = report.report_html(result).encode("utf-8")
+    try:
+        atomic_write_bytes(evaluation_dir / documents.IMAGES_CSV, documents.images_csv(images))
+        atomic_write_bytes(evaluation_dir / documents.SAMPLES_CSV, documents.samples_csv(samples))
+        atomic_write_bytes(evaluation_dir / documents.REPORT_HTML, report_page)
+        atomic_write_json(evaluation_dir / documents.EVALUATION_JSON, result.document)
+    except OSError as exc:  # disk full, or the folder changed under us: each file is whole or absent
+        raise DiskError(f"{evaluation_dir}: cannot write the evaluation ({exc.strerror or exc})") from exc
     clock.lap("write")
     result.seconds = clock.seconds
     log.info("evaluate: %d images (%d embedded now) in %.1f s after loading CLIP: %s", len(images), embedded_now,

@@ -166,12 +166,12 @@ def _analyse(audio: np.ndarray, rate: int) -> MusicalFeatures:
     import librosa
 
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if not np.all(np.isfinite(audio)):  # before resampling, which refuses such audio with a ParameterError
+        raise AudioProblem("the audio holds NaN or infinite samples")
     if rate != SAMPLE_RATE and audio.size:
         audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
     if audio.size < SAMPLE_RATE // 10:
         raise AudioProblem(f"too short to analyse ({audio.size / SAMPLE_RATE:.2f} s; at least 0.1 s)")
-    if not np.all(np.isfinite(audio)):
-        raise AudioProblem("the audio holds NaN or infinite samples")
     peak = float(np.max(np.abs(audio)))
     if peak > MAX_PEAK:
         raise AudioProblem(f"samples reach {peak:.3g}, far outside -1..1 (+{20 * math.log10(peak):.0f} dBFS): not "

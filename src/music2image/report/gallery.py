@@ -26,7 +26,7 @@ from urllib.parse import quote
 from ..errors import DiskError
 from ..image_text import ImageTextError, read_image_text
 from ..safe_paths import open_folder, refuse_links, remove_inside, resolves_inside, write_bytes_inside
-from ..evaluation.documents import image_measures
+from ..evaluation.documents import evaluated_at, image_measures
 from .entries import Entry, RunLog, by_sample, prompt_blocks, read_log, several_per_prompt
 from .images import UnreadableImage, open_contained, warn_unreadable
 from .music import music_of_samples
@@ -104,6 +104,7 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
     chunks = [rows[first:first + samples_per_page] for first in range(0, len(rows), samples_per_page)] or [[]]
     music = music_of_samples(output_dir, run_log)
     measures = image_measures(output_dir)
+    measured_at = evaluated_at(output_dir) if measures else None
     unreadable: list[tuple[str, str]] = []
     for number, chunk in enumerate(chunks, 1):
         prefix = "" if number == 1 else "../"
@@ -120,7 +121,8 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
                     for entry in block:
                         card, recipe = _card(output_dir, entry, thumb_size, prefix, len(recipes), unreadable,
                                              grouped)
-                        cards.append(replace(card, measures=_measures_text(measures.get(entry.image_path or "", {}))))
+                        values = _current_measures(output_dir, entry, measures, measured_at)
+                        cards.append(replace(card, measures=_measures_text(values)))
                         recipes.append(recipe)
                     blocks.append(PromptBlock(block[0], tuple(cards)))
                 groups.append((mode, tuple(blocks)))
@@ -132,6 +134,20 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
     _remove_stale_pages(output_dir, len(chunks))
     warn_unreadable("gallery", unreadable)
     return output_dir / INDEX_NAME
+
+
+def _current_measures(output_dir: Path, entry: Entry, measures: dict, measured_at: float | None) -> dict:
+    """The image's measures from `evaluate`, unless the image was made again since (`generate --overwrite` or
+    `--replace-changed` keep its name): then they were the old image's, and it has none until `evaluate` runs again.
+    Newer by modification time, the rule of the thumbnails too."""
+    values = measures.get(entry.image_path or "")
+    if not values or measured_at is None:
+        return {}
+    source = resolves_inside(output_dir, entry.image_path)
+    try:
+        return values if source is not None and source.stat().st_mtime <= measured_at else {}
+    except OSError:
+        return {}
 
 
 def _measures_text(values: dict) -> str:
