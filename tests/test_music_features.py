@@ -93,6 +93,16 @@ def test_a_dc_offset_is_not_sound():
     assert analyse((0.5 + 0.01 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32), rate).mode_confidence == 0.0
 
 
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_a_dc_offset_at_another_sample_rate_is_not_sound_either(rate):
+    """The offset was taken away after resampling, and the resampler rings at the ends of a constant: at 16 kHz an
+    offset alone read as -56 dBFS of "C minor" with a clear mode, at 44.1 kHz as -50 dBFS of C♯ major."""
+    from music2image.music.features import AudioProblem
+
+    with pytest.raises(AudioProblem, match="silent"):
+        analyse(np.full(rate * 3, 0.5, dtype=np.float32), rate)
+
+
 @pytest.mark.parametrize("case", ["click", "silence then a tone"])
 def test_audio_without_a_pulse_has_no_tempo(case):
     """Before, a single click read 80.7 BPM and a tone after 10 s of silence 40.5 BPM."""

@@ -169,6 +169,10 @@ def _analyse(audio: np.ndarray, rate: int) -> MusicalFeatures:
     if not np.all(np.isfinite(audio)):  # before resampling, which refuses such audio with a ParameterError
         raise AudioProblem("the audio holds NaN or infinite samples")
     if rate != SAMPLE_RATE and audio.size:
+        # The offset goes before resampling too: the resampler's filter rings at the ends of a constant, and an
+        # offset alone (a silent file from a cheap recorder) at 16 or 44.1 kHz read as -50 to -56 dBFS of sound with
+        # a key ("C minor", a clear mode at 16 kHz) instead of silence. (At 22.05 kHz nothing is resampled.)
+        audio = audio - audio.mean(dtype=np.float64).astype(np.float32)
         audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
     if audio.size < SAMPLE_RATE // 10:
         raise AudioProblem(f"too short to analyse ({audio.size / SAMPLE_RATE:.2f} s; at least 0.1 s)")
