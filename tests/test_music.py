@@ -175,14 +175,18 @@ def test_prompts_command_writes_a_file_the_image_stage_loads(audio_dir, workdir,
     assert samples[3]["musical_features"]["tempo"] is None
 
 
-def test_same_inputs_give_the_same_bytes_and_another_file_is_not_overwritten(audio_dir, workdir):
+def test_same_inputs_give_the_same_bytes_and_another_file_is_not_overwritten(audio_dir, workdir, capsys):
     out = workdir / "p.json"
     assert run_cli("prompts", str(audio_dir / "01_c_major.wav"), "--output", str(out), "--seed", "3") == 0
     before = out.read_bytes()
     assert run_cli("prompts", str(audio_dir / "01_c_major.wav"), "--output", str(out), "--seed", "3") == 0
     assert out.read_bytes() == before
+    capsys.readouterr()
     assert run_cli("prompts", str(audio_dir / "01_c_major.wav"), "--output", str(out), "--seed", "4") == 2
     assert out.read_bytes() == before
+    # the refusal comes after the analysis (only then are the prompts known): it says the rerun will not repeat it
+    assert ("already exists with other prompts; add --overwrite to replace it (the analyses are kept in "
+            "p.analysis-cache.jsonl: with --overwrite the audio is not analysed again)") in capsys.readouterr().err
     assert run_cli("prompts", str(audio_dir / "01_c_major.wav"), "--output", str(out), "--seed", "4",
                    "--overwrite") == 0
     assert out.read_bytes() != before

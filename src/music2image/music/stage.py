@@ -303,8 +303,11 @@ def write_prompts_file(inputs: list[str | os.PathLike], output: str | os.PathLik
     load_prompts(as_json)  # the image stage's own loader must accept what we write
     data = (json.dumps(as_json, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     if output.exists() and output.read_bytes() != data and not overwrite:
+        kept = cache_path_for(output)
+        again = (f" (the analyses are kept in {kept.name}: with --overwrite the audio is not analysed again)"
+                 if cache_analyses and kept.is_file() and not kept.is_symlink() else "")
         raise AudioInputError(
-            f"{output_flag} {output}: already exists with other prompts; add --overwrite to replace it, "
+            f"{output_flag} {output}: already exists with other prompts; add --overwrite to replace it{again}, "
             f"or choose another {output_flag}"
         )
     try:
