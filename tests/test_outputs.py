@@ -174,7 +174,7 @@ def test_summary_table_and_json(made, capsys):
     out = capsys.readouterr().out
     assert "success rate 100.0%: 10 of 10 images, 0 failed, 1 samples skipped" in out
     assert re.search(r"^\s+0\s+3\s+2\s+0$", out, re.M)
-    assert "skipped samples: 1" in out
+    assert "skipped samples:\n  sample 1: error from the audio stage: audio decode failed" in out  # from the log
     assert run_cli("summary", str(made), "--json") == 0
     assert json.loads(capsys.readouterr().out) == read_json(made / "image_generation_summary.json")
     assert run_cli("summary", "nowhere") == 2

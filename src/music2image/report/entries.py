@@ -101,7 +101,7 @@ def read_json_file(path: str | os.PathLike) -> dict:
 
 
 _ENTRY = TypeAdapter(Entry)
-_SKIPPED = TypeAdapter(SkippedSample)
+SKIPPED = TypeAdapter(SkippedSample)
 
 
 def validated(items, adapter: TypeAdapter, where: str, source: Path) -> tuple[list, int]:
@@ -133,7 +133,7 @@ def read_log(output_dir: str | os.PathLike) -> RunLog:
 def parse_log(document: dict, output_dir: Path) -> RunLog:
     source = output_dir / LOG_NAME
     entries, invalid = validated(document.get("generated_images"), _ENTRY, "generated_images", source)
-    skipped, _ = validated(document.get("skipped_samples"), _SKIPPED, "skipped_samples", source)
+    skipped, _ = validated(document.get("skipped_samples"), SKIPPED, "skipped_samples", source)
     metadata = document.get("metadata")
     return RunLog(output_dir, metadata if isinstance(metadata, dict) else {}, entries, skipped, invalid)
 

@@ -16,8 +16,8 @@ from pydantic.dataclasses import dataclass as validated_dataclass
 from ..evaluation.documents import headline
 from ..errors import Music2ImageError
 from ..image_text import terminal_safe, validation_problems
-from ..outputs import SUMMARY_NAME
-from .entries import SampleIndex, read_json_file, validated
+from ..outputs import LOG_NAME, SUMMARY_NAME
+from .entries import SKIPPED, SampleIndex, read_json_file, validated
 
 Count = Annotated[StrictInt, Field(ge=0)]
 
@@ -55,6 +55,17 @@ _SAMPLE_COUNTS = TypeAdapter(SampleCounts)
 _FAILURE = TypeAdapter(Failure)
 _SAMPLE_IDX = TypeAdapter(SampleIndex)
 _MODE_COUNT = TypeAdapter(tuple[StrictStr, Count])
+
+
+def _skip_reasons(output_dir: Path) -> dict[int, str]:
+    """Why each sample was skipped, from the log (the summary file keeps only their numbers, as the original
+    script's did); nothing when the log cannot be read or says nothing."""
+    try:
+        document = read_json_file(output_dir / LOG_NAME)
+    except Music2ImageError:
+        return {}
+    skipped, _ = validated(document.get("skipped_samples"), SKIPPED, "skipped_samples", output_dir / LOG_NAME)
+    return {sample.sample_idx: sample.reason for sample in skipped}
 
 
 def summary_text(output_dir: str | os.PathLike) -> str:
@@ -97,7 +108,9 @@ def summary_text(output_dir: str | os.PathLike) -> str:
         lines += ["", "failures:"]
         lines += [f"  sample {f.sample_idx} prompt {f.prompt_id}: {f.error}" for f in failures]
     if skipped:
-        lines += ["", "skipped samples: " + ", ".join(str(i) for i in skipped)]
+        reasons = _skip_reasons(output_dir)
+        lines += ["", "skipped samples:"]
+        lines += [f"  sample {i}" + (f": {reasons[i]}" if reasons.get(i) else "") for i in skipped]
     answer = headline(output_dir)  # when `music2image evaluate` has run
     if answer:
         lines += ["", "evaluation: " + answer]
