@@ -373,3 +373,23 @@ def test_the_readme_report_commands_work_as_written(workdir, capsys):
     assert (workdir / "images" / "grids" / "overview_001.png").is_file()
     assert (workdir / "images" / "grids" / "sample_000.png").is_file()
     assert "success rate 100.0%: 10 of 10 images" in capsys.readouterr().out
+
+
+def test_a_folder_made_with_no_save_is_one_message_for_grid_gallery_and_evaluate(workdir, tiny_model, capsys):
+    """--no-save makes images and writes no file: grid and gallery drew sheets and pages of "missing" tiles (exit 0),
+    and evaluate said "image_path must be a path inside the output folder, got None" (from the newcomer run)."""
+    from conftest import SMALL, model_flags, prompts_doc
+
+    (workdir / "p.json").write_text(json.dumps(prompts_doc(samples=1, per_sample=2)))
+    made = ["generate", "--prompts-file", "p.json", *model_flags(tiny_model), *SMALL, "--output-dir", "out"]
+    assert run_cli(*made, "--no-save", "--quiet") == 0
+    capsys.readouterr()
+    for command in (["grid", "out"], ["gallery", "out"], ["evaluate", "out", "--clip-model", "tiny"]):
+        assert run_cli(*command) == 2, command
+        err = capsys.readouterr().err
+        assert "2 images were made with --no-save" in err and "got None" not in err, err
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == [
+        "generate_images.log", "generation_journal.jsonl", "image_generation_log.json",
+        "image_generation_summary.json"]  # nothing drawn, nothing written
+    assert run_cli(*made, "--limit", "1", "--quiet") == 0  # one image with a file: the others are drawn as missing
+    assert run_cli("grid", "out") == 0 and run_cli("gallery", "out") == 0

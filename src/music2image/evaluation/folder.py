@@ -48,6 +48,7 @@ class FolderContents:
     music: dict[int, dict[str, object]]  # sample_idx → feature name → str, bool or finite number
     prompts_file: Path | None
     failed_images: int = 0
+    unsaved_images: int = 0  # made by a --no-save run: listed, with no file to measure
     warnings: list[str] = field(default_factory=list)
 
 
@@ -175,10 +176,13 @@ def read_folder(output_dir: Path, prompts_file: str | os.PathLike | None = None)
     warnings: list[str] = []
     entries: list[ImageEntry] = []
     seen: set[tuple[int, int, int]] = set()
-    failed = 0
+    failed = unsaved = 0
     for position, item in enumerate(items):
         if isinstance(item, dict) and item.get("status") != "success":
             failed += 1
+            continue
+        if isinstance(item, dict) and item.get("image_path") is None:  # --no-save: made, never written
+            unsaved += 1
             continue
         try:
             entry = _entry(item, output_dir)
@@ -193,7 +197,9 @@ def read_folder(output_dir: Path, prompts_file: str | os.PathLike | None = None)
         seen.add(key)
         entries.append(entry)
     path = resolve_prompts_file(metadata, output_dir, prompts_file)
-    return FolderContents(metadata, entries, read_music(path, warnings), path, failed, warnings)
+    if unsaved:
+        warnings.append(f"{unsaved} images of the log were made with --no-save and have no file; not evaluated")
+    return FolderContents(metadata, entries, read_music(path, warnings), path, failed, unsaved, warnings)
 
 
 def tonality(features: dict[str, object]) -> str | None:

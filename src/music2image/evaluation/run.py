@@ -111,8 +111,10 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
         raise OutputDirError(f"{evaluation_dir}: cannot write the evaluation there: {problem}; nothing was written")
     if not folder.entries:
         skipped = [w for w in folder.warnings if w.startswith(LOG_NAME)]
+        unsaved = (f"; its {folder.unsaved_images} images were made with --no-save, so there are no files: "
+                   "generate them without --no-save" if folder.unsaved_images else "")
         raise Music2ImageError(f"{output_dir}: the log lists no successful image to evaluate"
-                               + (f" ({len(skipped)} entries skipped, e.g. {skipped[0]})" if skipped else ""))
+                               + (f" ({len(skipped)} entries skipped, e.g. {skipped[0]})" if skipped else "") + unsaved)
     source = resolve_clip_model(clip_model)
     device = _device(device)
 

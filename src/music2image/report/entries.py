@@ -130,6 +130,15 @@ def read_log(output_dir: str | os.PathLike) -> RunLog:
     return parse_log(read_json_file(output_dir / LOG_NAME), output_dir)
 
 
+def refuse_without_files(run_log: RunLog, what: str) -> None:
+    """One message (exit 2), before anything is drawn, for a folder whose images were all made by --no-save runs: a
+    grid or gallery of them is every tile "missing" (what `grid` and `gallery` wrote before)."""
+    made = [entry for entry in run_log.entries if entry.status == "success"]
+    if made and not any(entry.image_path is not None for entry in made):
+        raise Music2ImageError(f"{run_log.output_dir}: its {len(made)} images were made with --no-save, so there is "
+                               f"no file for {what}: generate them without --no-save")
+
+
 def parse_log(document: dict, output_dir: Path) -> RunLog:
     source = output_dir / LOG_NAME
     entries, invalid = validated(document.get("generated_images"), _ENTRY, "generated_images", source)

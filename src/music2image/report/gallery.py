@@ -27,7 +27,8 @@ from ..errors import DiskError
 from ..image_text import ImageTextError, read_image_text
 from ..safe_paths import open_folder, refuse_links, remove_inside, resolves_inside, write_bytes_inside
 from ..evaluation.documents import evaluated_at, image_measures
-from .entries import Entry, RunLog, by_sample, prompt_blocks, read_log, several_per_prompt
+from .entries import (Entry, RunLog, by_sample, prompt_blocks, read_log, refuse_without_files,
+                      several_per_prompt)
 from .images import UnreadableImage, open_contained, warn_unreadable
 from .music import music_of_samples
 
@@ -97,6 +98,7 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
     listed in one warning. Returns the entry point, index.html."""
     output_dir = Path(output_dir)
     run_log = read_log(output_dir)
+    refuse_without_files(run_log, "a gallery")
     # Before any work: nothing is written through a planted link (the writes refuse links again, without a race).
     refuse_links(output_dir, INDEX_NAME, PAGES_DIR, f"{THUMBS_DIR}/{thumb_size}")
     rows = _rows(run_log)

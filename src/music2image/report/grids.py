@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import DiskError
 from ..safe_paths import open_folder, refuse_links, remove_inside, write_bytes_inside
-from .entries import Entry, by_sample, prompt_blocks, read_log, several_per_prompt
+from .entries import Entry, by_sample, prompt_blocks, read_log, refuse_without_files, several_per_prompt
 from .images import UnreadableImage, open_contained, warn_unreadable
 
 GRIDS_DIR = "grids"
@@ -36,6 +36,7 @@ def make_grids(output_dir: str | os.PathLike, thumb_size: int = 256, overview_th
 
     output_dir = Path(output_dir)
     run_log = read_log(output_dir)
+    refuse_without_files(run_log, "a grid")
     refuse_links(output_dir, GRIDS_DIR)  # before any work: nothing is written through a planted link
     samples = list(by_sample(run_log.entries).items())
     sheet = _grouped_sheet if several_per_prompt(run_log.entries) else _sheet
