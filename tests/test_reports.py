@@ -393,3 +393,30 @@ def test_a_folder_made_with_no_save_is_one_message_for_grid_gallery_and_evaluate
         "image_generation_summary.json"]  # nothing drawn, nothing written
     assert run_cli(*made, "--limit", "1", "--quiet") == 0  # one image with a file: the others are drawn as missing
     assert run_cli("grid", "out") == 0 and run_cli("gallery", "out") == 0
+
+
+def test_a_sheet_s_title_names_the_sample_s_music_and_fits_the_sheet(workdir, tiny_model, monkeypatch):
+    """The grid's titles said "sample 0" without the audio file the gallery names (from the newcomer run); a title
+    longer than its sheet is cut with an ellipsis."""
+    from conftest import SMALL, model_flags, prompts_doc
+
+    from music2image.report import grids
+
+    doc = prompts_doc(samples=2, per_sample=2)
+    doc["samples"][0].update(source="song.wav", musical_features={"key": "A", "tonality": "minor", "tempo": 80.2})
+    doc["samples"][1].update(source="a" * 400 + ".wav")
+    (workdir / "p.json").write_text(json.dumps(doc))
+    assert run_cli("generate", "--prompts-file", "p.json", *model_flags(tiny_model), *SMALL, "--output-dir", "out",
+                   "--quiet") == 0
+    titles, real = [], grids._titled_sheet
+
+    def recording(width, height, title, title_height):
+        titles.append((title, width, title_height))
+        return real(width, height, title, title_height)
+
+    monkeypatch.setattr(grids, "_titled_sheet", recording)
+    assert run_cli("grid", "out") == 0
+    assert "sample 0 · song.wav · A minor · 80 BPM" in [title for title, _, _ in titles]
+    title, width, title_height = next(t for t in titles if t[0].startswith("sample 1 · aaa"))
+    font = grids._font(title_height - 8)
+    assert font.getlength(title) > width and font.getlength(grids._fit(title, font, width - 12)) <= width - 12

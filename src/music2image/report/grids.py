@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import DiskError
 from ..safe_paths import open_folder, refuse_links, remove_inside, write_bytes_inside
 from .entries import Entry, by_sample, prompt_blocks, read_log, refuse_without_files, several_per_prompt
+from .music import music_of_samples
 from .images import UnreadableImage, open_contained, warn_unreadable
 
 GRIDS_DIR = "grids"
@@ -39,6 +40,7 @@ def make_grids(output_dir: str | os.PathLike, thumb_size: int = 256, overview_th
     refuse_without_files(run_log, "a grid")
     refuse_links(output_dir, GRIDS_DIR)  # before any work: nothing is written through a planted link
     samples = list(by_sample(run_log.entries).items())
+    music = music_of_samples(output_dir, run_log)  # as the gallery shows it, when the prompts file is found
     sheet = _grouped_sheet if several_per_prompt(run_log.entries) else _sheet
     unreadable: list[tuple[str, str]] = []
     sheets, pages = [], []
@@ -47,7 +49,7 @@ def make_grids(output_dir: str | os.PathLike, thumb_size: int = 256, overview_th
         for idx, entries in samples[first:first + samples_per_page]:
             tiles = [_tile(output_dir, entry, max(thumb_size, overview_thumb_size), unreadable)
                      for entry in entries[:MAX_TILES_PER_SHEET]]
-            title = f"sample {idx}"
+            title = f"sample {idx}" + (f" · {music[idx]}" if idx in music else "")  # file, key, tempo, mood
             if len(entries) > MAX_TILES_PER_SHEET:
                 title += f" (first {MAX_TILES_PER_SHEET} of {len(entries)} images)"
             shown = entries[:MAX_TILES_PER_SHEET]
@@ -94,8 +96,10 @@ def _titled_sheet(width: int, height: int, title: str, title_height: int):
 
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((_PAD, 4), title, fill="black", font=_font(title_height - 8))
+    font = _font(title_height - 8)
+    draw.text((_PAD, 4), _fit(title, font, width - 2 * _PAD), fill="black", font=font)  # a long title ran off
     return sheet, draw
+
 
 
 def _sheet(entries: list[Entry], tiles: list, thumb: int, title: str):
