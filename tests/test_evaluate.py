@@ -301,6 +301,11 @@ def test_report_in_a_real_browser(planted, tmp_path):
     assert len(re.findall(r'<tr class="sample-row" data-mode="(convergent|divergent)"', dom)) == 40
     assert "<b>bold</b>" not in dom and "&lt;b&gt;bold&lt;/b&gt;" in dom
     assert len(re.findall(r'src="data:image/png;base64,', dom)) == 3
+    # Each plot's title and key above it: below it, a caption read as the heading of the next plot, and the slope
+    # chart's two colours were not explained (from the newcomer run).
+    figures = re.findall(r"<figure>(.*?)</figure>", dom, re.S)
+    assert len(figures) == 3 and all(f.index("<figcaption>") < f.index("<img") for f in figures)
+    assert "red-brown where the divergent value is higher, blue where it is lower" in figures[1]
 
 
 def test_headline_and_image_measures_for_summary_and_gallery(planted, tmp_path):

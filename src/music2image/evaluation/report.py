@@ -130,9 +130,15 @@ def report_html(result) -> str:
         samples=result.samples,
         sample_music=sample_music,
         music_columns=music_columns,
-        plots=[(title, uri) for title, uri in [
-            ("Per-mode distributions (one point per sample)", distributions_plot(result.samples)),
-            ("Per sample: convergent → divergent", paired_plot(result.samples)),
-            ("Image colour vs the music (one point per sample)", music_plot(result.music)),
+        plots=[(title, explanation, uri) for title, explanation, uri in [
+            ("Per-mode distributions (one point per sample)",
+             "Each box holds one mode's values over the samples (median, quartiles, whiskers to 1.5 × IQR); each dot "
+             "is a sample, blue for convergent, red-brown for divergent.", distributions_plot(result.samples)),
+            ("Per sample: convergent → divergent",
+             "One line per sample, from its convergent value to its divergent one: red-brown where the divergent "
+             "value is higher, blue where it is lower.", paired_plot(result.samples)),
+            ("Image colour vs the music (one point per sample)",
+             "Each point is a sample: the mean colour of its images against its music's valence, arousal and "
+             "tempo; orange for major, blue for minor.", music_plot(result.music)),
         ] if uri],
     )
