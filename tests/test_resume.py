@@ -317,3 +317,22 @@ def test_sigterm_is_handled_from_the_moment_any_command_starts(workdir):
     assert process.returncode == 130, err
     assert err.endswith("music2image: interrupted; run the same command again to resume\n") and "Traceback" not in err
     assert sorted(p.name for p in workdir.iterdir()) == ["song.wav"]
+
+
+def test_a_load_error_that_points_at_a_stacktrace_says_its_cause_instead():
+    """diffusers' text for a hub id it could neither find cached nor look up ends "Please check out the root cause
+    in the stacktrace above", which the user never sees: one message replaces the traceback (from the newcomer
+    run). The cause diffusers chained is said instead."""
+    from music2image.engine.load import _load_error
+
+    try:
+        try:
+            raise OSError("[Errno -2] Name or service not known")
+        except OSError as lookup:
+            raise OSError("Cannot load model someone/model: the model is not fully cached locally and an error "
+                          "occurred while trying to fetch metadata from the Hub. Please check out the root cause "
+                          "in the stacktrace above.") from lookup
+    except OSError as exc:
+        message = str(_load_error("--model", "someone/model", exc))
+    assert "stacktrace" not in message
+    assert "fetch metadata from the Hub.; cause: [Errno -2] Name or service not known" in message

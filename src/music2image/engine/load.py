@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 from ..errors import ModelLoadError
@@ -128,6 +129,12 @@ def _load_error(flag: str, source: str, exc: Exception, single_file: bool = Fals
             f"{flag} at a local diffusers folder, or try the offline tiny model with `{flag} tiny`."
         )
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # diffusers' own text may send the reader to "the stacktrace above", which this one message replaces: the cause
+    # it means is the exception's own, said here when there is one.
+    first_line = re.sub(r"\s*Please check out the root cause in the stacktrace above\.?", "", first_line)
+    cause = exc.__cause__
+    if cause is not None and cause is not exc and str(cause).strip():
+        first_line += f"; cause: {str(cause).strip().splitlines()[0]}"
     return ModelLoadError(f"{flag} {source}: could not load the model ({first_line}){hint}")
 
 
