@@ -519,10 +519,21 @@ def test_the_gallery_shows_no_measures_of_an_image_made_again_after_evaluate(wor
     os.utime(made_again, (later, later))
     page = make_gallery(folder).read_text()
     assert page.count('class="measures"') == len(result.images) - 1
+    # and summary says its headline is of the images as they were (it printed it as if of the new ones)
+    from music2image.evaluation.documents import remade_since_evaluation
+
+    assert remade_since_evaluation(folder) == 1
+    from music2image.report import summary_text
+
+    (folder / "image_generation_summary.json").write_text(json.dumps({
+        "total_images_generated": 30, "total_images_failed": 0, "success_rate": 100.0, "by_mode": {},
+        "by_sample": {}, "image_dimensions": "64x64", "inference_steps": 2, "used_refiner": False, "device": "cpu"}))
+    assert summary_text(folder).splitlines()[-1] == ("evaluation (of the images before 1 of them were made again: "
+                                                     f"run `music2image evaluate` again): {result.headline}")
     again = evaluate(folder, "tiny", bootstrap=BOOTSTRAP, seed=3, progress=False)
     os.utime(folder / "evaluation" / "images.csv", (later + 1, later + 1))
     page = make_gallery(folder).read_text()
-    assert page.count('class="measures"') == len(again.images)
+    assert page.count('class="measures"') == len(again.images) and remade_since_evaluation(folder) == 0
 
 
 def test_summary_prints_the_headline_and_the_gallery_shows_measures_and_links_the_report(planted):

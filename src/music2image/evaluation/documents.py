@@ -202,6 +202,24 @@ def evaluated_at(output_dir: str | Path) -> float | None:
         return None
 
 
+def remade_since_evaluation(output_dir: str | Path) -> int:
+    """How many of the images OUTPUT_DIR's evaluation measured were made again since (`generate --overwrite` or
+    `--replace-changed` keep their names): newer than images.csv, the gallery's rule too. 0 without an evaluation."""
+    from ..safe_paths import resolves_inside
+
+    measured_at = evaluated_at(output_dir)
+    if measured_at is None:
+        return 0
+    remade = 0
+    for image_path in image_measures(output_dir):
+        source = resolves_inside(Path(output_dir), image_path)
+        try:
+            remade += source is not None and source.stat().st_mtime > measured_at
+        except OSError:
+            pass
+    return remade
+
+
 def image_measures(output_dir: str | Path) -> dict[str, dict[str, float]]:
     """image_path → {clip_score, lightness, chroma, hue, warmth, colourfulness} from OUTPUT_DIR's evaluation (for
     the gallery); {} when there is none. Rows or values that do not parse are left out."""

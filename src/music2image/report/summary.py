@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as validated_dataclass
 
-from ..evaluation.documents import headline
+from ..evaluation.documents import headline, remade_since_evaluation
 from ..errors import Music2ImageError
 from ..image_text import terminal_safe, validation_problems
 from ..outputs import LOG_NAME, SUMMARY_NAME
@@ -113,7 +113,10 @@ def summary_text(output_dir: str | os.PathLike) -> str:
         lines += [f"  sample {i}" + (f": {reasons[i]}" if reasons.get(i) else "") for i in skipped]
     answer = headline(output_dir)  # when `music2image evaluate` has run
     if answer:
-        lines += ["", "evaluation: " + answer]
+        remade = remade_since_evaluation(output_dir)
+        stale = (f" (of the images before {remade} of them were made again: run `music2image evaluate` again)"
+                 if remade else "")
+        lines += ["", f"evaluation{stale}: " + answer]
     return terminal_safe("\n".join(lines))
 
 
