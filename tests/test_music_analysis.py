@@ -331,6 +331,9 @@ def test_auto_jobs_counts_the_memory_the_page_cache_would_give_back(monkeypatch)
 _CTRL_C_AS_WORKERS_START = """
 import os, signal, sys, threading
 from pathlib import Path
+# As a terminal starts it: a shell that runs the tests in the background starts them with SIGINT ignored, which
+# the workers would inherit (and so never see Ctrl-C, fix or not).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from music2image.music.analysis import analyse_sources
 from music2image.music.sources import Source
 sources = [Source(p.name, p) for p in sorted(Path("music").glob("*.wav"))]
