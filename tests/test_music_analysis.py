@@ -104,9 +104,15 @@ def test_a_complete_run_drops_stale_lines_and_a_resumed_cache_raises_no_warning(
     with pytest.raises(KeyboardInterrupt):  # an interrupted run keeps every line, stale or not
         write_prompts_file(["music"], "p.json", jobs=1, overwrite=True, writer=_InterruptingWriter())
     assert len(cache.read_text().splitlines()) > 6
+    planted = workdir / f".p.analysis-cache.jsonl.{os.getpid()}.tmp"  # where the rewrite goes: taken, it is not
+    planted.write_text("not ours")
+    write_prompts_file(["music"], "p.json", jobs=1, overwrite=True)
+    assert "could not be rewritten without its stale lines" in caplog.text and planted.read_text() == "not ours"
+    assert len(cache.read_text().splitlines()) > 6  # kept as it was
+    planted.unlink()
     analysed.clear()
     write_prompts_file(["music"], "p.json", jobs=1, overwrite=True)
-    assert len(cache.read_text().splitlines()) == 6 and len(analysed) == 2  # 03 and the silent file; 00-02 kept
+    assert len(cache.read_text().splitlines()) == 6 and len(analysed) == 1  # the silent file; 00-03 kept
     assert "not analyses of this version" not in caplog.text
 
 

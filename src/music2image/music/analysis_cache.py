@@ -215,8 +215,10 @@ class AnalysisCache:
             return
         self.close()
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        created = False
         try:
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            created = True
             with os.fdopen(descriptor, "w", encoding="utf-8") as file:
                 for key, analysis in live.items():
                     line = _line(key, analysis)
@@ -227,7 +229,8 @@ class AnalysisCache:
             log.warning("%s: the analysis cache could not be rewritten without its stale lines (%s); it is kept as "
                         "it was", self.path, exc.strerror or exc)
             try:
-                temporary.unlink()
+                if created:  # ours only: a file already there under that name is not ours to remove
+                    temporary.unlink()
             except OSError:
                 pass
             return
