@@ -234,9 +234,7 @@ def write_tiny_model(directory: str | os.PathLike) -> Path:
     from .safe_paths import creation_problem
 
     directory = Path(directory)
-    problem = creation_problem(directory)
-    if problem is None and os.path.isdir(directory) and not os.access(directory, os.W_OK | os.X_OK):
-        problem = f"no permission to create anything in {directory}"
+    problem = creation_problem(directory)  # a file in the way, or no permission in it or the folder it goes in
     if problem:
         raise OutputDirError(f"{directory}: cannot write the tiny model there: {problem}; nothing was written")
     created = not os.path.lexists(directory)

@@ -103,10 +103,8 @@ def evaluate(output_dir: str | os.PathLike, clip_model: str = DEFAULT_CLIP_MODEL
     if evaluation_dir.is_symlink() or (evaluation_dir.exists() and not evaluation_dir.is_dir()):
         raise Music2ImageError(f"{evaluation_dir}: exists but is not a plain folder (a link or a file); move it away")
     # A folder we may not write into (read-only, another user's) is said now, not as a traceback after every image
-    # was embedded (nothing is created here).
+    # was embedded (nothing is created here; an existing folder's own permission is what creation_problem checks).
     problem = creation_problem(evaluation_dir)
-    if problem is None and evaluation_dir.is_dir() and not os.access(evaluation_dir, os.W_OK | os.X_OK):
-        problem = f"no permission to create anything in {evaluation_dir}"
     if problem:
         raise OutputDirError(f"{evaluation_dir}: cannot write the evaluation there: {problem}; nothing was written")
     if not folder.entries:
