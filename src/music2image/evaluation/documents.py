@@ -202,22 +202,27 @@ def evaluated_at(output_dir: str | Path) -> float | None:
         return None
 
 
-def remade_since_evaluation(output_dir: str | Path) -> int:
-    """How many of the images OUTPUT_DIR's evaluation measured were made again since (`generate --overwrite` or
-    `--replace-changed` keep their names): newer than images.csv, the gallery's rule too. 0 without an evaluation."""
+def measured_image_is_current(output_dir: str | Path, image_path: str, measured_at: float) -> bool | None:
+    """Whether the image at IMAGE_PATH is still the one `evaluate` measured (written before images.csv, at
+    MEASURED_AT): False when it was made again since (`generate --overwrite` or `--replace-changed` keep its name),
+    None when there is no such file inside the folder to tell. By modification time, as the gallery's thumbnails are
+    kept fresh; the rule of the gallery's measures and of summary's headline."""
     from ..safe_paths import resolves_inside
 
+    source = resolves_inside(Path(output_dir), image_path)
+    try:
+        return None if source is None else source.stat().st_mtime <= measured_at
+    except OSError:
+        return None
+
+
+def remade_since_evaluation(output_dir: str | Path) -> int:
+    """How many of the images OUTPUT_DIR's evaluation measured were made again since; 0 without an evaluation."""
     measured_at = evaluated_at(output_dir)
     if measured_at is None:
         return 0
-    remade = 0
-    for image_path in image_measures(output_dir):
-        source = resolves_inside(Path(output_dir), image_path)
-        try:
-            remade += source is not None and source.stat().st_mtime > measured_at
-        except OSError:
-            pass
-    return remade
+    return sum(measured_image_is_current(output_dir, image_path, measured_at) is False
+               for image_path in image_measures(output_dir))
 
 
 def image_measures(output_dir: str | Path) -> dict[str, dict[str, float]]:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 from ..errors import DiskError
 from ..image_text import ImageTextError, read_image_text
 from ..safe_paths import open_folder, refuse_links, remove_inside, resolves_inside, write_bytes_inside
-from ..evaluation.documents import evaluated_at, image_measures
+from ..evaluation.documents import evaluated_at, image_measures, measured_image_is_current
 from .entries import (Entry, RunLog, by_sample, prompt_blocks, read_log, refuse_without_files,
                       several_per_prompt)
 from .images import UnreadableImage, open_contained, warn_unreadable
@@ -140,16 +140,11 @@ def make_gallery(output_dir: str | os.PathLike, thumb_size: int = 256,
 
 def _current_measures(output_dir: Path, entry: Entry, measures: dict, measured_at: float | None) -> dict:
     """The image's measures from `evaluate`, unless the image was made again since (`generate --overwrite` or
-    `--replace-changed` keep its name): then they were the old image's, and it has none until `evaluate` runs again.
-    Newer by modification time, the rule of the thumbnails too."""
+    `--replace-changed` keep its name): then they were the old image's, and it has none until `evaluate` runs again."""
     values = measures.get(entry.image_path or "")
     if not values or measured_at is None:
         return {}
-    source = resolves_inside(output_dir, entry.image_path)
-    try:
-        return values if source is not None and source.stat().st_mtime <= measured_at else {}
-    except OSError:
-        return {}
+    return values if measured_image_is_current(output_dir, entry.image_path, measured_at) else {}
 
 
 def _measures_text(values: dict) -> str:

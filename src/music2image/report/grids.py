@@ -101,7 +101,6 @@ def _titled_sheet(width: int, height: int, title: str, title_height: int):
     return sheet, draw
 
 
-
 def _sheet(entries: list[Entry], tiles: list, thumb: int, title: str):
     label_font, label_height, title_height = _text_sizes(thumb)
     columns = min(len(tiles), SHEET_COLUMNS)
